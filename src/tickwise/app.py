@@ -1,0 +1,36 @@
+"""The composition module: builds concrete backends and stages from `Settings`.
+
+This is the one place that knows every implementation; everything else takes its
+collaborators through constructors.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tickwise.bus import Bus, open_bus
+from tickwise.config import Settings
+from tickwise.pipeline.stages import BarStage
+from tickwise.store import Warehouse, open_warehouse
+
+#: Analytics stages run on closed bars by `tickwise up`: ``"module:factory"``, where
+#: ``factory(settings) -> BarStage``.
+STAGES: list[str] = []
+
+
+def build_bus(settings: Settings) -> Bus:
+    return open_bus(settings.bus, partitions=settings.partitions, capacity=settings.bus_capacity)
+
+
+def build_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:
+    if settings.warehouse_url.startswith("duckdb://"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return open_warehouse(settings.warehouse_url, read_only=read_only)
+
+
+def build_stages(settings: Settings) -> list[BarStage]:
+    stages = []
+    for spec in STAGES:
+        module_name, _, factory = spec.partition(":")
+        stages.append(getattr(importlib.import_module(module_name), factory)(settings))
+    return stages

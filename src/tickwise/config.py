@@ -1,0 +1,188 @@
+"""One settings object for the whole program.
+
+Values come, highest priority first, from keyword arguments, environment variables
+``TICKWISE_*``, a ``tickwise.toml`` in the working directory (or the file named by
+``TICKWISE_CONFIG``), and the defaults below. Backends are chosen by URL:
+
+========== ==================================== ==========================================
+setting    embedded default                     scale-out
+========== ==================================== ==========================================
+bus        ``memory://``                        ``redis://host:port/db``
+warehouse  ``duckdb:///<data_dir>/tickwise.duckdb`` ``postgresql://user@host:port/db``
+lake       ``file://<data_dir>/lake``           ``s3://bucket/prefix``
+========== ==================================== ==========================================
+
+Nothing else in tickwise reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from tickwise.exceptions import ConfigError
+from tickwise.timeframes import parse_timeframes
+
+DEFAULT_SYMBOLS = ["NIFTY50", "USDINR", "AAPL", "MSFT", "SPY", "GOOG", "AMZN", "TSLA", "BTCUSD", "EURUSD"]
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TICKWISE_CONFIG", "tickwise.toml"))
+
+
+class Settings(BaseSettings):
+    """Every knob of tickwise, read once at start.
+
+    Examples
+    --------
+    >>> s = Settings(data_dir="/tmp/tw-doc", bus="memory://")
+    >>> s.warehouse_url
+    'duckdb:////tmp/tw-doc/tickwise.duckdb'
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TICKWISE_", extra="ignore")
+
+    data_dir: Path = Path("tickwise-data")
+    bus: str = "memory://"
+    warehouse: str = ""
+    lake: str = ""
+    timeframes: list[str] = ["1s", "1m", "5m"]
+    lateness_ms: int = 1000
+    idle_close_ms: int = 1500
+    partitions: int = 8
+    commit_interval_ms: int = 200
+    bus_capacity: int = 1024
+    symbols: list[str] = DEFAULT_SYMBOLS
+    tick_rate: float = 5000.0
+    seed: int = 7
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_key: str = ""
+    dashboard_port: int = 8501
+    require_services: bool = False
+
+    @field_validator("timeframes", "symbols", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("timeframes")
+    @classmethod
+    def _check_timeframes(cls, value: list[str]) -> list[str]:
+        return parse_timeframes(value)
+
+    @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms")
+    @classmethod
+    def _non_negative(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"must be >= 0, was {value}")
+        return value
+
+    @field_validator("partitions", "bus_capacity")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be >= 1, was {value}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, toml)
+
+    @property
+    def warehouse_url(self) -> str:
+        return self.warehouse or f"duckdb:///{(self.data_dir / 'tickwise.duckdb').as_posix()}"
+
+    @property
+    def lake_url(self) -> str:
+        return self.lake or f"file://{(self.data_dir / 'lake').resolve().as_posix()}"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendUrl:
+    """A parsed backend URL."""
+
+    scheme: str
+    url: str
+    host: str
+    port: int | None
+    path: str
+
+
+_SCHEMES = {
+    "bus": ("memory", "redis"),
+    "warehouse": ("duckdb", "postgresql", "postgres"),
+    "lake": ("file", "s3"),
+}
+
+_EXAMPLES = {
+    "bus": "memory:// or redis://127.0.0.1:6379/0",
+    "warehouse": "duckdb:///path/file.duckdb or postgresql://user@127.0.0.1:5432/db",
+    "lake": "file:///path/lake or s3://bucket/prefix",
+}
+
+
+def parse_backend_url(setting: str, url: str) -> BackendUrl:
+    """Check a backend URL for one setting and split it.
+
+    Examples
+    --------
+    >>> parse_backend_url("bus", "redis://127.0.0.1:6379/2").port
+    6379
+    """
+    parsed = urlparse(url)
+    allowed = _SCHEMES[setting]
+    if parsed.scheme not in allowed:
+        raise ConfigError(
+            f"setting TICKWISE_{setting.upper()} must be a URL like {_EXAMPLES[setting]}, was {url!r}"
+        )
+    try:
+        port = parsed.port
+    except ValueError:
+        raise ConfigError(
+            f"setting TICKWISE_{setting.upper()} has a bad port, was {url!r}"
+        ) from None
+    if parsed.scheme == "duckdb" and not parsed.path:
+        raise ConfigError(
+            f"setting TICKWISE_WAREHOUSE needs a file path, like duckdb:///path/file.duckdb, was {url!r}"
+        )
+    if parsed.scheme == "s3" and not parsed.netloc:
+        raise ConfigError(f"setting TICKWISE_LAKE needs a bucket, like s3://bucket/prefix, was {url!r}")
+    return BackendUrl(parsed.scheme, url, parsed.hostname or "", port, parsed.path)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation failures into one-line `ConfigError`s."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise ConfigError(
+            f"setting TICKWISE_{name.upper()} is invalid: {first['msg']}, was {first.get('input')!r}"
+        ) from None
+    parse_backend_url("bus", settings.bus)
+    parse_backend_url("warehouse", settings.warehouse_url)
+    parse_backend_url("lake", settings.lake_url)
+    return settings

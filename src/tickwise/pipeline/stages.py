@@ -1,0 +1,47 @@
+"""The contract for analytics that run on closed bars (signals, forecasts, anomalies).
+
+A stage receives every closed bar of the timeframes it asks for, as a Polars frame with
+the columns of `tickwise.domain.BAR_SCHEMA` (``ts`` as UTC datetime), in event-time order
+per symbol, and returns rows to upsert and payloads to publish. `StageRunner` (in
+`tickwise.pipeline.stage_runner`) consumes the ``bars.<timeframe>`` topics as a consumer
+group named after the stage, commits the stage's rows to the warehouse, publishes, and
+only then acks, so a stage sees each bar at least once and its writes are idempotent
+upserts keyed by ``(symbol, ts, ...)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+
+@dataclass(slots=True)
+class StageOutput:
+    """What one call of a stage produced."""
+
+    #: warehouse table name -> rows to upsert (columns of that table's `TableSpec`)
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    #: topic -> payloads to publish after the commit
+    topics: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def merge(self, other: StageOutput) -> StageOutput:
+        for name, df in other.tables.items():
+            self.tables[name] = pl.concat([self.tables[name], df], how="vertical_relaxed") if name in self.tables else df
+        for topic, payloads in other.topics.items():
+            self.topics.setdefault(topic, []).extend(payloads)
+        return self
+
+
+class BarStage(Protocol):
+    """Something that runs on every closed bar."""
+
+    #: consumer group name on the bus, and the rule/model name in its tables
+    name: str
+    #: timeframes whose closed bars it receives, e.g. ``("1m",)``
+    timeframes: tuple[str, ...]
+
+    def on_bars(self, bars: pl.DataFrame) -> StageOutput:
+        """Process closed bars (several symbols, oldest first per symbol)."""
+        ...
