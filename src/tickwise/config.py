@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     bus: str = "memory://"
     warehouse: str = ""
     lake: str = ""
+    #: S3-compatible endpoint for an ``s3://`` lake, e.g. ``http://127.0.0.1:9000`` (empty: AWS)
+    lake_endpoint: str = ""
+    #: credentials for the lake's S3 endpoint (empty: the AWS SDK's default chain)
+    lake_access_key: str = ""
+    lake_secret_key: str = ""
+    lake_region: str = "us-east-1"
     timeframes: list[str] = ["1s", "1m", "5m"]
     lateness_ms: int = 1000
     idle_close_ms: int = 1500

@@ -35,7 +35,7 @@ BAR_SCHEMA = pa.schema(
         pa.field("low", pa.float64(), nullable=False),
         pa.field("close", pa.float64(), nullable=False),
         pa.field("volume", pa.float64(), nullable=False),
-        pa.field("trades", pa.int64(), nullable=False),
+        pa.field("trades", pa.int64(), nullable=True),
         pa.field("vwap", pa.float64(), nullable=True),
     ]
 )

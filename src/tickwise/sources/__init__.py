@@ -1,0 +1,1 @@
+"""Where ticks and bars come from: simulator, socket feed, files, replay."""

@@ -1,0 +1,198 @@
+"""The embedded warehouse: one DuckDB file.
+
+DuckDB lets one process write a file; others may open it read-only only while no writer
+holds it. The process running `tickwise up` therefore shares its `DuckDBWarehouse` with
+the API it serves, and `tickwise query` from another shell says so if the file is locked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from tickwise.exceptions import BackendError, InputError, ReadOnlyQueryError
+from tickwise.store.base import TABLES, Checkpoint, TableSpec, Warehouse, conform
+from tickwise.store.sql import create_table, quote, refuse_writes, select_rows, upsert_from
+
+_TYPES = {
+    "text": "VARCHAR",
+    "timestamp": "TIMESTAMPTZ",
+    "double": "DOUBLE",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "blob": "BLOB",
+}
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def ns_to_datetime(ns: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=ns // 1000)
+
+
+class DuckDBWarehouse(Warehouse):
+    """Tables in one DuckDB file, safe to share between threads of one process.
+
+    Examples
+    --------
+    >>> import tempfile, os, pyarrow as pa
+    >>> wh = DuckDBWarehouse(os.path.join(tempfile.mkdtemp(), "w.duckdb"))
+    >>> wh.query("SELECT count(*) AS n FROM bars").column("n").to_pylist()
+    [0]
+    """
+
+    def __init__(self, path: str, *, read_only: bool = False, url: str | None = None) -> None:
+        self.url = url or f"duckdb:///{path}"
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise InputError(f"warehouse file must exist to be read, was {str(self.path)!r} (run tickwise up or tickwise import first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower():
+                raise BackendError(
+                    f"warehouse {self.path} is in use by another tickwise process (DuckDB allows one "
+                    "writer); stop it, query through its API (tickwise serve / GET /api/v1/query), or "
+                    "use PostgreSQL for concurrent access"
+                ) from None
+            raise BackendError(f"cannot open warehouse {self.path}: {exc}") from None
+        self._lock = threading.RLock()
+        self._known: set[str] = set()
+        self._con.execute("SET TimeZone = 'UTC'")
+        if not read_only:
+            self.ensure_tables()
+
+    def ensure_tables(self) -> None:
+        with self._lock:
+            for spec in list(TABLES.values()):
+                if spec.name not in self._known:
+                    self._con.execute(create_table(spec, _TYPES))
+                    self._known.add(spec.name)
+
+    def _spec(self, table: str) -> TableSpec:
+        spec = TABLES.get(table)
+        if spec is None:
+            raise InputError(f"table must be one of {sorted(TABLES)}, was {table!r}")
+        return spec
+
+    def commit(self, writes: dict[str, pa.Table], checkpoints: list[Checkpoint] = ()) -> None:  # type: ignore[assignment]
+        if self.read_only:
+            raise BackendError(f"warehouse {self.path} was opened read-only")
+        prepared = []
+        for name, data in writes.items():
+            spec = self._spec(name)
+            table = conform(spec, data if isinstance(data, pa.Table) else data.to_arrow())
+            if table.num_rows == 0:
+                continue
+            if spec.key:
+                # one row per key (the last wins), or DuckDB refuses the upsert
+                frame = pl.from_arrow(table)
+                table = frame.unique(subset=list(spec.key), keep="last", maintain_order=True).to_arrow()
+                table = conform(spec, table)
+            prepared.append((spec, table))
+        if checkpoints:
+            now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
+            cp = pa.table({
+                "key": [c.key for c in checkpoints],
+                "position": [c.position for c in checkpoints],
+                "state": pa.array([c.state for c in checkpoints], pa.binary()),
+                "ts_updated": pa.array([now.as_py()] * len(checkpoints), pa.timestamp("us", tz="UTC")),
+            })
+            prepared.append((TABLES["checkpoints"], cp))
+        if not prepared:
+            return
+        with self._lock:
+            self.ensure_tables()
+            con = self._con
+            con.execute("BEGIN TRANSACTION")
+            try:
+                for i, (spec, table) in enumerate(prepared):
+                    view = f"_tw_in_{i}"
+                    con.register(view, table)
+                    try:
+                        con.execute(upsert_from(spec, view))
+                    finally:
+                        con.unregister(view)
+                con.execute("COMMIT")
+            except Exception as exc:
+                con.execute("ROLLBACK")
+                raise BackendError(f"warehouse commit failed: {exc}") from exc
+
+    def load_checkpoint(self, key: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT key, position, state FROM checkpoints WHERE key = ?", [key]
+            ).fetchone()
+        return Checkpoint(row[0], row[1], bytes(row[2])) if row else None
+
+    def query(self, sql: str, *, max_rows: int | None = None, timeout_s: float | None = None) -> pa.Table:
+        text = refuse_writes(sql)
+        with self._lock:
+            cur = self._con.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt) if timeout_s else None
+        try:
+            if timer:
+                timer.start()
+            try:
+                result = cur.execute(text)
+            except (duckdb.CatalogException, duckdb.ParserException, duckdb.BinderException) as exc:
+                raise InputError(f"SQL error: {str(exc).splitlines()[0]}") from None
+            except duckdb.InterruptException:
+                raise InputError(f"query took longer than {timeout_s} s and was stopped") from None
+            except duckdb.Error as exc:
+                if "read-only" in str(exc).lower():
+                    raise ReadOnlyQueryError("only read-only statements are allowed") from None
+                raise InputError(f"SQL error: {str(exc).splitlines()[0]}") from None
+            if max_rows is None:
+                return result.fetch_arrow_table()
+            reader = result.fetch_record_batch(rows_per_batch=min(max_rows, 100_000))
+            batches, n = [], 0
+            for batch in reader:
+                batches.append(batch)
+                n += batch.num_rows
+                if n >= max_rows:
+                    break
+            table = pa.Table.from_batches(batches, schema=reader.schema)
+            return table.slice(0, max_rows)
+        finally:
+            if timer:
+                timer.cancel()
+            cur.close()
+
+    def read(self, table: str, *, where: dict[str, object] | None = None, start_ts: int | None = None,
+             end_ts: int | None = None, order_by: str = "ts", last: int | None = None) -> pa.Table:
+        spec = self._spec(table)
+        sql, params = select_rows(spec, where=where, start_ts=start_ts, end_ts=end_ts,
+                                  order_by=order_by, last=last, placeholder="?")
+        params = [ns_to_datetime(p) if isinstance(p, int) and i >= len(where or {}) else p
+                  for i, p in enumerate(params)]
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            try:
+                return cur.execute(sql, params).fetch_arrow_table()
+            except duckdb.CatalogException:
+                return spec.arrow_schema.empty_table()
+        finally:
+            cur.close()
+
+    def table_exists(self, table: str) -> bool:
+        with self._lock:
+            row = self._con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]
+            ).fetchone()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._con.close()
+
+
+__all__ = ["DuckDBWarehouse", "quote"]
