@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     api_key: str = ""
     dashboard_port: int = 8501
     require_services: bool = False
+    #: live forecasting: model name (arima, naive, drift, ets, lstm) and the signal's k (x std error)
+    forecast_model: str = "arima"
+    forecast_k: float = 1.0
 
     @field_validator("timeframes", "symbols", mode="before")
     @classmethod

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from tickwise.bus.base import Bus, Consumer, Message, Rebalance
 
 
+def _entry_id(offset: int) -> str:
+    # ids start at 1 so that "0-0" can mean "nothing read yet", as on Redis
+    return f"{offset + 1}-0"
+
+
 @dataclass
 class _GroupCursor:
     read: int
@@ -127,7 +132,7 @@ class MemoryBus(Bus):
             log = self._log(topic, partition)
             start = max(log.base, log.end - count)
             return [
-                Message(topic, partition, f"{off}-0", log.entries[off - log.base])
+                Message(topic, partition, _entry_id(off), log.entries[off - log.base])
                 for off in range(start, log.end)
             ]
 
@@ -163,7 +168,7 @@ class _MemoryConsumer(Consumer):
         with self.bus._cond:
             cursor = self.bus._groups[self.topic][self.group][partition]
             return [
-                Message(self.topic, partition, f"{off}-0", payload)
+                Message(self.topic, partition, _entry_id(off), payload)
                 for off, payload in sorted(cursor.pending.items())
             ]
 
@@ -181,7 +186,7 @@ class _MemoryConsumer(Consumer):
                     while cursor.read < log.end and len(out) < max_messages:
                         payload = log.entries[cursor.read - log.base]
                         cursor.pending[cursor.read] = payload
-                        out.append(Message(self.topic, p, f"{cursor.read}-0", payload))
+                        out.append(Message(self.topic, p, _entry_id(cursor.read), payload))
                         cursor.read += 1
                 if out or bus._closed:
                     return out
@@ -196,7 +201,7 @@ class _MemoryConsumer(Consumer):
             cursors = bus._groups[self.topic][self.group]
             touched = set()
             for m in messages:
-                cursors[m.partition].pending.pop(m.position[0], None)
+                cursors[m.partition].pending.pop(m.position[0] - 1, None)
                 touched.add(m.partition)
             for p in touched:
                 bus._trim(self.topic, p)

@@ -1,0 +1,138 @@
+"""Raw per-bar features for anomaly detection, computed from the bar itself and the one before.
+
+Two feature sets share one shape (a `FeatureSpec`): OHLCV bars give ``return`` (log close
+over previous close), ``range`` (log of the high-low log range), ``volume`` (log1p volume)
+and ``gap`` (log open over previous close); a plain value series gives, per column, its
+``level`` and its ``change`` from the previous row. A feature at row t uses rows t and t-1
+only, so nothing here can look ahead. Normalisation against the past (z-scores) is done by
+`tickwise.anomaly.bands`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from tickwise.exceptions import DataError, InputError
+
+FloatArray = np.ndarray
+
+#: The bar features, in column order.
+BAR_FEATURES: tuple[str, ...] = ("return", "range", "volume", "gap")
+#: Added to the high-low log range before its log, so a frozen bar (high == low) is finite.
+RANGE_FLOOR = 1e-5
+_BAR_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSpec:
+    """How records become raw feature rows.
+
+    ``kind`` is ``"bars"`` (fields open, high, low, close, volume) or ``"values"`` (the
+    named numeric ``columns``). ``state_width`` is how many numbers of the previous record
+    a stream keeps per symbol (previous close, or the previous values).
+
+    Examples
+    --------
+    >>> spec = FeatureSpec.bars()
+    >>> spec.names
+    ('return', 'range', 'volume', 'gap')
+    >>> FeatureSpec.values(("cpu",)).names
+    ('cpu', 'cpu_change')
+    """
+
+    kind: str
+    columns: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @classmethod
+    def bars(cls) -> FeatureSpec:
+        return cls("bars", _BAR_FIELDS, BAR_FEATURES)
+
+    @classmethod
+    def values(cls, columns: Sequence[str]) -> FeatureSpec:
+        columns = tuple(columns)
+        if not columns:
+            raise InputError("at least one value column is needed, was none")
+        names = tuple(n for c in columns for n in (c, f"{c}_change"))
+        return cls("values", columns, names)
+
+    @property
+    def scale_links(self) -> tuple[tuple[int, int, float], ...]:
+        """Scale floors between features (see `tickwise.anomaly.bands.Bands.links`)."""
+        return ((3, 0, 0.5),) if self.kind == "bars" else ()
+
+    @property
+    def state_width(self) -> int:
+        return 1 if self.kind == "bars" else len(self.columns)
+
+    def fields_from_frame(self, frame: pl.DataFrame) -> dict[str, FloatArray]:
+        """Take this spec's columns out of a frame as float arrays (nulls are refused)."""
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            raise InputError(f"expected columns {list(self.columns)}, missing {missing}")
+        out = {}
+        for c in self.columns:
+            col = frame.get_column(c).cast(pl.Float64, strict=False)
+            if col.null_count():
+                raise DataError(f"column {c!r} must be numeric without gaps, was {col.null_count()} null/non-numeric values")
+            out[c] = col.to_numpy().astype(np.float64, copy=False)
+        return out
+
+    def fields_from_record(self, record: Mapping[str, float]) -> dict[str, FloatArray]:
+        """One record (a bar or a row of values) as length-1 arrays."""
+        try:
+            return {c: np.array([float(record[c])]) for c in self.columns}
+        except KeyError as exc:
+            raise InputError(f"record must have fields {list(self.columns)}, was missing {exc}") from None
+
+    def rows(self, fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Raw feature rows of m records given each one's previous state.
+
+        ``prev`` is (m, state_width), NaN where there is no previous record. Returns the
+        (m, len(names)) features and the new (m, state_width) state.
+        """
+        if self.kind == "bars":
+            return _bar_rows(fields, prev)
+        return _value_rows(self.columns, fields, prev)
+
+    def batch(self, fields: Mapping[str, FloatArray]) -> FloatArray:
+        """Raw features of one series, each row from its own record and the one before."""
+        first = next(iter(fields.values()))
+        n = first.shape[0]
+        prev = np.full((n, self.state_width), np.nan)
+        if n > 1:
+            if self.kind == "bars":
+                prev[1:, 0] = fields["close"][:-1]
+            else:
+                prev[1:] = np.column_stack([fields[c][:-1] for c in self.columns])
+        return self.rows(fields, prev)[0]
+
+
+def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[FloatArray, FloatArray]:
+    o, h, lo, c, v = (np.asarray(fields[k], dtype=np.float64) for k in _BAR_FIELDS)
+    if np.any(~np.isfinite(c) | (c <= 0) | (lo <= 0)):
+        raise DataError("bar prices must be finite and > 0, was a non-positive or non-finite price")
+    pc = prev[:, 0]
+    pc = np.where(np.isnan(pc), o, pc)
+    out = np.empty((c.shape[0], 4))
+    out[:, 0] = np.log(c / pc)
+    out[:, 1] = np.log(np.log(np.maximum(h, lo) / lo) + RANGE_FLOOR)
+    out[:, 2] = np.log1p(np.maximum(v, 0.0))
+    out[:, 3] = np.log(o / pc)
+    return out, c.reshape(-1, 1).copy()
+
+
+def _value_rows(columns: tuple[str, ...], fields: Mapping[str, FloatArray],
+                prev: FloatArray) -> tuple[FloatArray, FloatArray]:
+    vals = np.column_stack([np.asarray(fields[c], dtype=np.float64) for c in columns])
+    if not np.all(np.isfinite(vals)):
+        raise DataError("values must be finite, was NaN or infinite")
+    change = np.where(np.isnan(prev), 0.0, vals - prev)
+    out = np.empty((vals.shape[0], 2 * len(columns)))
+    out[:, 0::2] = vals
+    out[:, 1::2] = change
+    return out, vals.copy()

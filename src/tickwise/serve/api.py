@@ -1,0 +1,272 @@
+"""The FastAPI application: REST under ``/api/v1``, the live WebSocket stream, ``/metrics``.
+
+Build it with `create_app`; `tickwise serve` runs it under uvicorn, and `tickwise up` runs
+it in a background thread sharing the pipeline's warehouse (DuckDB allows one writer
+process, so the API in `up` must use the same `Warehouse` object).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tickwise import __version__, metrics
+from tickwise.bus.base import Bus
+from tickwise.config import Settings
+from tickwise.exceptions import BackendError, InputError, NotFoundError, TickwiseError
+from tickwise.serve.records import TableReader, check_symbol
+from tickwise.serve.stream import KINDS, StreamHub
+from tickwise.store.base import Warehouse
+from tickwise.timeframes import timeframe_ns
+
+_encoder = msgspec.json.Encoder(enc_hook=str)
+
+
+def encode(value: Any) -> bytes:
+    """Encode a response body as JSON (datetimes as RFC 3339, unknown types as strings)."""
+    return _encoder.encode(value)
+
+
+class ResponseCache:
+    """JSON bodies of read routes kept for a fraction of a second.
+
+    A dashboard and many clients polling "the latest bars" hit the same few keys; answering
+    them from memory for ``ttl_s`` keeps the warehouse free for the pipeline's writes.
+
+    Examples
+    --------
+    >>> c = ResponseCache(ttl_s=10)
+    >>> c.put(("k",), b"{}")
+    >>> c.get(("k",))
+    b'{}'
+    """
+
+    def __init__(self, *, ttl_s: float, max_entries: int = 2048) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[tuple[Any, ...], tuple[float, bytes]] = {}
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        if self.ttl_s <= 0:
+            return None
+        hit = self._entries.get(key)
+        if hit is None or hit[0] < time.monotonic():
+            return None
+        return hit[1]
+
+    def put(self, key: tuple[Any, ...], body: bytes) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl_s, body)
+
+
+class _Timing:
+    """ASGI middleware that records latency and status per route template."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            metrics.API_LATENCY.labels(name, method).observe(time.perf_counter() - started)
+            metrics.API_REQUESTS.labels(name, method, f"{status[0] // 100}xx").inc()
+
+
+class ServeState:
+    """What the routes share: settings, warehouse, table reader, stream hub, caches."""
+
+    def __init__(self, settings: Settings, warehouse: Warehouse, bus: Bus | None, *, cache_ttl_s: float) -> None:
+        self.settings = settings
+        self.warehouse = warehouse
+        self.bus = bus
+        self.reader = TableReader(warehouse)
+        self.cache = ResponseCache(ttl_s=cache_ttl_s)
+        self.hub = StreamHub(bus, timeframes=settings.timeframes) if bus is not None else None
+        self.started = time.monotonic()
+        self.app_version = __version__
+        self._catalog: tuple[float, list[dict[str, Any]]] = (-1e9, [])
+
+    def catalog(self) -> list[dict[str, Any]]:
+        """Return one row per (symbol, timeframe) with bar count and range (cached 2 s)."""
+        read_at, rows = self._catalog
+        if time.monotonic() - read_at < 2.0:
+            return rows
+        table = self.warehouse.query(
+            "SELECT symbol, timeframe, count(*) AS bars, min(ts) AS first_ts, max(ts) AS last_ts "
+            "FROM bars GROUP BY symbol, timeframe ORDER BY symbol, timeframe"
+        )
+        rows = table.to_pylist()
+        self._catalog = (time.monotonic(), rows)
+        return rows
+
+    def symbols(self) -> list[str]:
+        return sorted({r["symbol"] for r in self.catalog()})
+
+    def timeframe_for(self, symbol: str, timeframe: str | None) -> str:
+        """Check an interval, or pick the shortest one the symbol has bars in."""
+        if timeframe is not None:
+            timeframe_ns(timeframe)
+            return timeframe
+        have = [r["timeframe"] for r in self.catalog() if r["symbol"] == symbol]
+        if have:
+            return min(have, key=timeframe_ns)
+        return self.settings.timeframes[0]
+
+    def require_symbol(self, symbol: str) -> None:
+        if symbol not in self.symbols():
+            self._catalog = (-1e9, [])  # a new symbol may just have arrived
+            if symbol not in self.symbols():
+                known = ", ".join(self.symbols()[:20]) or "none yet"
+                raise NotFoundError(f"symbol must be one with bars ({known}), was {symbol!r}")
+
+
+def _error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    return handler
+
+
+def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = None,
+               cache_ttl_s: float = 0.25) -> FastAPI:
+    """Build the API over a warehouse and (optionally) a bus for the live stream.
+
+    Parameters
+    ----------
+    settings
+        ``api_key`` guards the routes that change state; ``timeframes`` are streamed.
+    warehouse
+        Read for bars and analytics; shared with the pipeline inside `tickwise up`.
+    bus
+        Read as a viewer (``read_latest``) for ``/api/v1/stream``; None disables the stream.
+    cache_ttl_s
+        How long answers of the "latest" read routes are reused (0 turns the cache off).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from tickwise.config import load_settings
+    >>> from tickwise.app import build_warehouse
+    >>> s = load_settings(data_dir=tempfile.mkdtemp())
+    >>> app = create_app(s, warehouse=build_warehouse(s))
+    >>> "/api/v1/bars/{symbol}" in app.openapi()["paths"]
+    True
+    """
+    from tickwise.serve.routes import compat_router, data_router
+
+    state = ServeState(settings, warehouse, bus, cache_ttl_s=cache_ttl_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.hub is not None:
+            state.hub.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            if state.hub is not None:
+                state.hub.stop()
+
+    app = FastAPI(
+        title="tickwise",
+        version=__version__,
+        summary="Bars, signals, forecasts and anomalies: latest, by range, and live.",
+        description=(
+            "Read routes need no key. Routes that change state need the header `X-API-Key` "
+            "equal to the `TICKWISE_API_KEY` setting. Times are UTC (RFC 3339); a bar is "
+            "labelled by the start of its window. The live stream is a WebSocket at "
+            "`/api/v1/stream?symbols=AAPL,MSFT&timeframes=1s&kinds=bar,forecast`, one JSON "
+            "object per event: `{\"type\": \"bar\", \"topic\": \"bars.1s\", \"data\": {...}}`."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+    app.add_exception_handler(NotFoundError, _error(404))
+    app.add_exception_handler(InputError, _error(400))
+    app.add_exception_handler(BackendError, _error(503))
+    app.add_exception_handler(TickwiseError, _error(400))
+    app.add_middleware(_Timing)  # type: ignore[arg-type]
+    app.include_router(data_router(state))
+    app.include_router(compat_router(state))
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.websocket("/api/v1/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await websocket.accept()
+        params = websocket.query_params
+        try:
+            symbols = [check_symbol(s) for s in _csv(params.get("symbols"))]
+            timeframes = _csv(params.get("timeframes"))
+            for tf in timeframes:
+                timeframe_ns(tf)
+            kinds = _csv(params.get("kinds")) or list(KINDS)
+            bad = [k for k in kinds if k not in KINDS]
+            if bad:
+                raise InputError(f"kinds must be among {', '.join(KINDS)}, was {','.join(bad)}")
+            if state.hub is None:
+                raise InputError("the live stream needs a bus; this API was started without one")
+        except InputError as exc:
+            await websocket.send_json({"type": "error", "detail": str(exc)})
+            await websocket.close(code=1008)
+            return
+        sub = state.hub.subscribe(symbols=symbols, timeframes=timeframes, kinds=kinds)
+        await websocket.send_json({"type": "hello", "symbols": symbols, "timeframes": timeframes, "kinds": kinds})
+
+        async def watch_close() -> None:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+                while True:
+                    message = await websocket.receive()
+                    if message["type"] == "websocket.disconnect":
+                        break
+            sub.queue.put_nowait(None)
+
+        watcher = asyncio.create_task(watch_close())
+        try:
+            while True:
+                text = await sub.queue.get()
+                if text is None:
+                    break
+                await websocket.send_text(text)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        finally:
+            state.hub.unsubscribe(sub)
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            with contextlib.suppress(RuntimeError):
+                await websocket.close()
+
+    return app
+
+
+def _csv(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
