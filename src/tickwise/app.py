@@ -28,6 +28,13 @@ def build_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse
     return open_warehouse(settings.warehouse_url, read_only=read_only)
 
 
+def build_lake(settings: Settings):  # -> tickwise.lake.Lake
+    from tickwise.lake import open_lake
+
+    return open_lake(settings.lake_url, endpoint=settings.lake_endpoint, access_key=settings.lake_access_key,
+                     secret_key=settings.lake_secret_key, region=settings.lake_region)
+
+
 def build_stages(settings: Settings) -> list[BarStage]:
     stages = []
     for spec in STAGES:

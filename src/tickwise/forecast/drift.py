@@ -52,3 +52,16 @@ def error_drift(train_errors: npt.ArrayLike, recent_errors: npt.ArrayLike, *, al
     stat = float(np.mean(recent * recent)) / base
     p = float(f_dist.sf(stat, recent.size, train.size))
     return DriftTest(statistic=stat, p_value=p, is_drift=p < alpha)
+
+
+def drift_threshold(recent: int, train: int, *, alpha: float = 0.01) -> float:
+    """The error-ratio above which `error_drift` reports drift (for a cheap check per bar).
+
+    Examples
+    --------
+    >>> round(drift_threshold(30, 500), 2)
+    1.74
+    """
+    from scipy.stats import f as f_dist
+
+    return float(f_dist.isf(alpha, recent, train))

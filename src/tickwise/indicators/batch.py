@@ -6,13 +6,12 @@ TA-Lib's Function API returns NaN (the warm-up). The conventions, all TA-Lib's:
 - EMA(n): k = 2 / (n + 1), seeded with the SMA of the first n values (first value at n-1).
 - RSI(n) and ATR(n): Wilder smoothing (alpha = 1/n), seeded with the plain mean of the first
   n gains/losses (RSI, first value at n) or true ranges 1..n (ATR, first value at n).
-  RSI is 0 where average gain + loss is below 1e-8 (TA-Lib's ``TA_IS_ZERO``).
+  RSI is 0 where average gain + loss is 0 (a series that never moved).
 - MACD(f, s, g): both EMAs are seeded at bar s-1: the slow one with the mean of bars 0..s-1,
   the fast one with the mean of bars s-f..s-1; the signal is an EMA(g) of the MACD line seeded
   with the mean of its first g values; all three outputs start at bar s+g-2.
 - Bollinger(n, 2): middle is the SMA; the deviation is the population one,
-  ``sqrt(mean(x²) - sma²)``, taken as 0 where that variance is below 1e-8 (TA-Lib's
-  ``TA_IS_ZERO_OR_NEG``).
+  ``sqrt(mean(x²) - sma²)``, taken as 0 where that variance is not positive.
 - OBV starts at the first bar's volume; VWAP (not in TA-Lib) uses the typical price
   (high + low + close) / 3, cumulative from the first bar or over a rolling window.
 
@@ -150,7 +149,7 @@ def rsi(x: FloatArray, *, period: int) -> FloatArray:
     loss = _wilder_mean(np.maximum(-diff, 0.0), period, 1)
     total = gain + loss
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total < 1e-8, 0.0, 100.0 * gain / total)
+        out = np.where(total == 0.0, 0.0, 100.0 * gain / total)
     out[:period] = np.nan
     return out
 
@@ -184,9 +183,37 @@ def macd(x: FloatArray, *, fast: int = 12, slow: int = 26, signal: int = 9
     return line, sig, line - sig
 
 
+def running_sum(x: FloatArray, period: int) -> FloatArray:
+    """Window sums in TA-Lib's own order of rounding: add the new value, output, drop the oldest.
+
+    Bit-identical to TA-Lib's running totals, for the one place where rounding noise matters:
+    a Bollinger deviation of a flat window, where ``sqrt`` turns 1e-18 of noise into 1e-9.
+
+    Examples
+    --------
+    >>> running_sum(np.array([1.0, 2.0, 3.0]), 2).tolist()
+    [nan, 3.0, 5.0]
+    """
+    x = _as_float(x)
+    n = len(x)
+    out = _nans(n)
+    if n < period:
+        return out
+    steps = np.empty(period + 2 * (n - period))
+    steps[:period] = x[:period]
+    steps[period::2] = -x[: n - period]
+    steps[period + 1 :: 2] = x[period:]
+    out[period - 1 :] = np.cumsum(steps)[period - 1 :: 2]
+    return out
+
+
 def bbands(x: FloatArray, *, period: int, nbdev: float = 2.0
            ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Bollinger bands (upper, middle, lower) with the population deviation (TA-Lib ``BBANDS``).
+
+    The one-pass variance ``mean(x²) - mean²`` is TA-Lib's; its sums are taken in TA-Lib's
+    order (`running_sum`), so a flat window gives TA-Lib's deviation, not a different
+    rounding residue.
 
     Examples
     --------
@@ -196,10 +223,10 @@ def bbands(x: FloatArray, *, period: int, nbdev: float = 2.0
     """
     check_period("period", period)
     x = _as_float(x)
-    middle = rolling_sum(x, period) / period
-    var = rolling_sum(x * x, period) / period - middle * middle
+    middle = running_sum(x, period) / period
+    var = running_sum(x * x, period) / period - middle * middle
     with np.errstate(invalid="ignore"):
-        dev = nbdev * np.where(var < 1e-8, 0.0, np.sqrt(np.maximum(var, 0.0)))
+        dev = np.where(var > 0.0, np.sqrt(np.maximum(var, 0.0)), 0.0) * nbdev
     dev[np.isnan(middle)] = np.nan
     return middle + dev, middle, middle - dev
 

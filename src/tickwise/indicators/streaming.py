@@ -163,7 +163,7 @@ class WMA(Indicator):
 
 
 class RSI(Indicator):
-    """Relative strength index with Wilder smoothing; 0 where gain + loss < 1e-8 (TA-Lib).
+    """Relative strength index with Wilder smoothing; 0 where gain + loss is 0 (TA-Lib).
 
     Examples
     --------
@@ -217,7 +217,7 @@ class RSI(Indicator):
         if self._n <= self.period:
             return NAN
         total = self._gain + self._loss
-        return 0.0 if total < 1e-8 else 100.0 * self._gain / total
+        return 0.0 if total == 0.0 else 100.0 * self._gain / total
 
 
 class MACD(Indicator):
@@ -296,6 +296,10 @@ class MACD(Indicator):
 class BollingerBands(Indicator):
     """Bollinger bands (upper, middle, lower): SMA ± nbdev population deviations.
 
+    The sums follow TA-Lib's order of operations exactly (see `tickwise.indicators.batch.bbands`):
+    a flat window's deviation is rounding noise amplified by ``sqrt``, and only the same
+    arithmetic gives the same noise.
+
     Examples
     --------
     >>> bb = BollingerBands(2)
@@ -304,7 +308,7 @@ class BollingerBands(Indicator):
     (4.0, 2.0, 0.0)
     """
 
-    __slots__ = ("_buf", "_i", "_n", "_sq", "_sum", "columns", "nbdev", "period")
+    __slots__ = ("_buf", "_i", "_mean", "_mean2", "_n", "_sq", "_sum", "columns", "nbdev", "period")
 
     inputs = ("close",)
 
@@ -318,23 +322,29 @@ class BollingerBands(Indicator):
         self._buf = [0.0] * self.period
         self._i = 0
         self._n = 0
+        # sums of the newest period-1 values, as TA-Lib carries them between bars
         self._sum = 0.0
         self._sq = 0.0
+        self._mean = NAN
+        self._mean2 = NAN
 
     def update(self, x: float) -> None:  # type: ignore[override]
+        p = self.period
         i = self._i
-        old = self._buf[i]
-        self._sum += x - old
-        self._sq += x * x - old * old
+        total = self._sum + x
+        total2 = self._sq + x * x
+        self._n += 1
+        if self._n >= p:
+            self._mean = total / p
+            self._mean2 = total2 / p
+            old = self._buf[i]
+            total -= old
+            total2 -= old * old
+        self._sum = total
+        self._sq = total2
         self._buf[i] = x
         i += 1
-        if i == self.period:
-            i = 0
-            buf = self._buf
-            self._sum = sum(buf)
-            self._sq = sum(v * v for v in buf)
-        self._i = i
-        self._n += 1
+        self._i = 0 if i == p else i
 
     @property
     def is_ready(self) -> bool:
@@ -344,10 +354,9 @@ class BollingerBands(Indicator):
     def value(self) -> tuple[float, float, float]:
         if self._n < self.period:
             return (NAN, NAN, NAN)
-        p = self.period
-        middle = self._sum / p
-        var = self._sq / p - middle * middle
-        dev = 0.0 if var < 1e-8 else self.nbdev * var**0.5
+        middle = self._mean
+        var = self._mean2 - middle * middle
+        dev = var**0.5 * self.nbdev if var > 0.0 else 0.0
         return (middle + dev, middle, middle - dev)
 
 

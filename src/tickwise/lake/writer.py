@@ -16,6 +16,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -104,6 +105,8 @@ class LakeWriter:
         Where the lake lives (`tickwise.lake.location.open_location`).
     compact_files
         After a flush, a partition with more visible files than this is compacted.
+    threads
+        Partitions written at the same time during a flush.
 
     Examples
     --------
@@ -120,6 +123,7 @@ class LakeWriter:
     location: LakeLocation
     compact_files: int = 16
     compression: str = "zstd"
+    threads: int = 8
     _buffers: dict[str, list[pa.Table]] = field(default_factory=dict)
     _rows: int = 0
 
@@ -143,11 +147,14 @@ class LakeWriter:
             table = pa.concat_tables(tables, promote_options="permissive")
             parts = split_partitions(spec, table)
             base = self.location.join(spec.path)
-            for (date, symbol), part in parts.items():
-                written.append(
-                    write_file(self.location, f"{base}/{partition_dir(date, symbol)}", part,
-                               compression=self.compression)
-                )
+            jobs = [(f"{base}/{partition_dir(date, symbol)}", part) for (date, symbol), part in parts.items()]
+            if len(jobs) > 1 and self.threads > 1:
+                # Parquet encoding and fsync/PUT release the GIL: overlap them across partitions
+                with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                    written.extend(pool.map(lambda job: write_file(
+                        self.location, job[0], job[1], compression=self.compression), jobs))
+            else:
+                written.extend(write_file(self.location, d, t, compression=self.compression) for d, t in jobs)
             # the buffer goes only once every file of the dataset is committed
             del self._buffers[name]
             self._rows -= table.num_rows

@@ -28,6 +28,7 @@ class TickPublisher:
         self.max_batch = max_batch
         self._partition_cache: dict[str, int] = {}
         self.published = 0
+        self.rejected = 0
 
     def _partitions(self, symbols: pl.Series) -> pl.Series:
         cache = self._partition_cache
@@ -57,6 +58,7 @@ class TickPublisher:
         """Publish dead letters found at the source (e.g. malformed lines)."""
         if dead.height == 0:
             return
+        self.rejected += dead.height
         rows = dead.with_columns(pl.col("ts").cast(pl.Utf8)).to_dicts()
         self.bus.publish(DEADLETTER, [encode_json(r) for r in rows])
         for reason in dead["reason"].to_list():

@@ -1,0 +1,209 @@
+"""One series: a streaming detector (`learn_one` / `score_one`) and its batch form (`fit` / `score`).
+
+Score before learn: `score_one(x)` uses only what was learned before ``x``; call
+`learn_one(x)` afterwards. `score(data)` returns, for every row of a series, exactly the
+score the streaming form would have given it, starting from the detector's current model
+(models with a fit are retrained on the schedule, on past rows only: walk-forward). A row
+whose bands or model are not ready scores NaN.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import polars as pl
+
+from tickwise.anomaly.bands import BandBank, Bands, band_zscores
+from tickwise.anomaly.base import Schedule, WindowModel
+from tickwise.anomaly.explain import Explanation, describe
+from tickwise.anomaly.features import FeatureSpec
+
+FloatArray = np.ndarray
+
+
+@dataclass(slots=True)
+class Scores:
+    """Batch scores of one series, with what is needed to explain any row."""
+
+    score: FloatArray
+    names: tuple[str, ...]
+    raw: FloatArray
+    center: FloatArray
+    z: FloatArray
+    ready: np.ndarray
+    windows: FloatArray
+    segment: np.ndarray
+    models: list[WindowModel | None] = field(default_factory=list)
+
+
+def windows_of(z: FloatArray, lookback: int) -> FloatArray:
+    """Windows ``(n, lookback, F)`` ending at each row, zero-padded before the start.
+
+    Examples
+    --------
+    >>> windows_of(np.arange(3.0).reshape(3, 1), 2)[:, :, 0].tolist()
+    [[0.0, 0.0], [0.0, 1.0], [1.0, 2.0]]
+    """
+    n, f = z.shape
+    padded = np.vstack([np.zeros((lookback - 1, f)), z])
+    return np.lib.stride_tricks.sliding_window_view(padded, (lookback, f))[:, 0].copy()
+
+
+class Detector:
+    """Anomaly detector for one series (one symbol), streaming and batch.
+
+    Parameters
+    ----------
+    model
+        A `WindowModel` (`ZScoreModel`, `IsolationForestModel`, `AutoencoderModel`).
+    spec
+        What the records are (`FeatureSpec.bars()` by default).
+    bands
+        How features are z-scored against their past.
+    schedule
+        When models with a fit are retrained.
+
+    Examples
+    --------
+    >>> from tickwise.anomaly.zscore import ZScoreModel
+    >>> det = Detector(ZScoreModel(), bands=Bands(window=20, min_periods=10))
+    >>> for i in range(30):
+    ...     det.learn_one({"open": 100, "high": 101 + i % 2, "low": 99, "close": 100, "volume": 1000})
+    >>> spike = {"open": 100, "high": 101, "low": 99, "close": 100, "volume": 20000}
+    >>> det.score_one(spike) > 10, det.explain_one(spike).top_feature
+    (True, 'volume')
+    """
+
+    def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
+                 bands: Bands | None = None, schedule: Schedule | None = None) -> None:
+        self.model = model
+        self.spec = spec or FeatureSpec.bars()
+        base = bands or Bands()
+        self.bands = replace(base, links=base.links or self.spec.scale_links)
+        self.schedule = schedule or Schedule()
+        self.name = model.name
+        self._fitted = not model.needs_fit
+        self._train: deque[FloatArray] = deque(maxlen=self.schedule.max_train)
+        self._since = 0
+        self.reset_stream()
+
+    # -- streaming -------------------------------------------------------------------------
+
+    def reset_stream(self) -> None:
+        """Forget the stream's feature state (the model and its training windows stay)."""
+        n = len(self.spec.names)
+        self._bank = BandBank(n, self.bands, capacity=1)
+        self._rows = self._bank.rows_for(["series"])
+        self._prev = np.full((1, self.spec.state_width), np.nan)
+        self._window = np.zeros((self.model.lookback, n))
+
+    def _step(self, x: Mapping[str, float]) -> tuple[FloatArray, FloatArray, FloatArray, bool, FloatArray]:
+        raw, state = self.spec.rows(self.spec.fields_from_record(x), self._prev)
+        out = self._bank.stats(self._rows, raw)
+        window = np.vstack([self._window[1:], out.z])
+        return raw, state, window, bool(out.ready[0]), out.center
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the model is fitted (or needs no fit)."""
+        return self._fitted
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """Score one record against what was learned before it (NaN while warming up)."""
+        _, _, window, ready, _ = self._step(x)
+        if not (ready and self._fitted):
+            return float("nan")
+        return float(self.model.score_windows(window[None])[0])
+
+    def explain_one(self, x: Mapping[str, float]) -> Explanation:
+        """Name the features that make one record stand out (call before `learn_one`)."""
+        raw, _, window, _, center = self._step(x)
+        contrib = self.model.attribute(window[None])[0] if self._fitted else np.abs(window[-1])
+        return describe(self.spec.names, contrib, raw[0], center[0], window[-1],
+                        window_label=self._label())
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Learn one record (after scoring it)."""
+        raw, state, window, ready, _ = self._step(x)
+        self._bank.learn(self._rows, raw)
+        self._prev = state
+        self._window = window
+        if ready and self.model.needs_fit:
+            self._train.append(window)
+            self._since += 1
+            if self.schedule.due(fitted=self._fitted, n_train=len(self._train), since_fit=self._since):
+                self.model.fit(np.stack(self._train))
+                self._fitted = True
+                self._since = 0
+
+    # -- batch -----------------------------------------------------------------------------
+
+    def _fields(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> dict[str, FloatArray]:
+        if isinstance(data, pl.DataFrame):
+            return self.spec.fields_from_frame(data)
+        return {k: np.asarray(data[k], dtype=np.float64) for k in self.spec.columns}
+
+    def features(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> tuple[FloatArray, object]:
+        """Raw features and their bands (z, centre, scale, ready) of a whole series."""
+        raw = self.spec.batch(self._fields(data))
+        return raw, band_zscores(raw, self.bands)
+
+    def fit(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> Detector:
+        """Train the model on every ready window of a series (no-op for band detectors)."""
+        if self.model.needs_fit:
+            _, out = self.features(data)
+            wins = windows_of(out.z, self.model.lookback)[out.ready]
+            if wins.shape[0] < 10:
+                from tickwise.exceptions import DataError
+
+                raise DataError(f"fit needs at least 10 ready rows, was {wins.shape[0]}")
+            self._train.clear()
+            self._train.extend(wins[-self.schedule.max_train:])
+            self.model.fit(np.stack(self._train))
+            self._fitted = True
+            self._since = 0
+        return self
+
+    def score(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> Scores:
+        """Score every row as the streaming form would, walk-forward, without changing self."""
+        raw, out = self.features(data)
+        wins = windows_of(out.z, self.model.lookback)
+        n = raw.shape[0]
+        ready = out.ready
+        models: list[WindowModel | None] = [self.model if self._fitted else None]
+        segment = np.zeros(n, dtype=np.int64)
+        score = np.full(n, np.nan)
+        if self.model.needs_fit:
+            train = deque(self._train, maxlen=self.schedule.max_train)
+            fitted, since = self._fitted, self._since
+            refits = []
+            for t in np.flatnonzero(ready).tolist():
+                train.append(wins[t])
+                since += 1
+                if self.schedule.due(fitted=fitted, n_train=len(train), since_fit=since):
+                    model = self.model.clone()
+                    model.fit(np.stack(train))
+                    models.append(model)
+                    refits.append(t)
+                    fitted, since = True, 0
+            bounds = [0, *(t + 1 for t in refits), n]
+            for k in range(len(bounds) - 1):
+                segment[bounds[k]:bounds[k + 1]] = k
+        for k, model in enumerate(models):
+            rows = np.flatnonzero((segment == k) & ready)
+            if model is not None and rows.size:
+                score[rows] = model.score_windows(wins[rows])
+        return Scores(score, self.spec.names, raw, out.center, out.z, ready, wins, segment, models)
+
+    def explain(self, scores: Scores, i: int) -> Explanation:
+        """Explain row ``i`` of a batch result with the model that scored it."""
+        model = scores.models[int(scores.segment[i])]
+        contrib = model.attribute(scores.windows[i:i + 1])[0] if model is not None else np.abs(scores.z[i])
+        return describe(scores.names, contrib, scores.raw[i], scores.center[i], scores.z[i],
+                        window_label=self._label())
+
+    def _label(self) -> str:
+        return f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"

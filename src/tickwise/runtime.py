@@ -1,0 +1,189 @@
+"""`tickwise up` in one process: source → bus → pipeline → warehouse, plus stages and serving.
+
+Threads: one source, one pipeline worker, the dead-letter sink, one runner per analytics
+stage, the lake archiver, and (optionally) the API and dashboard. Shutdown goes in data
+order: the source stops, the bus drains into the worker, the worker closes every open
+window and commits, then the downstream stages drain.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from tickwise import app
+from tickwise.bus import TICKS, Bus, bars_topic
+from tickwise.config import Settings
+from tickwise.exceptions import InputError
+from tickwise.pipeline.ingest import TickPublisher
+from tickwise.pipeline.stage_runner import DeadLetterSink, StageRunner
+from tickwise.pipeline.worker import GROUP, PipelineWorker
+from tickwise.sources.simulator import Simulator
+from tickwise.sources.socket_feed import FeedClient
+from tickwise.sources.streams import file_ticks, replay, simulate_live
+from tickwise.store import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Summary:
+    ticks_published: int
+    ticks_processed: int
+    bars: int
+    deadletters: int
+    seconds: float
+
+
+def make_source(settings: Settings, source: str, stop: threading.Event, *, speed: float = 0.0,
+                symbol: str | None = None, timeframe: str | None = None) -> Iterator[pl.DataFrame] | str:
+    """A frame iterator for ``sim`` or a file; a ``tcp://`` URL is returned as is."""
+    if source == "sim":
+        sim = Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed)
+        return simulate_live(sim, stop)
+    if source.startswith("tcp://"):
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"source must be sim, tcp://HOST:PORT or an existing file, was {source!r}")
+    return replay(file_ticks(path, symbol=symbol, timeframe=timeframe), stop, speed=speed)
+
+
+def _thread(name: str, target: Callable[..., object], *args: object, **kwargs: object) -> threading.Thread:
+    def guarded() -> None:
+        try:
+            target(*args, **kwargs)
+        except Exception:  # the supervisor: report, and let the others finish
+            log.exception("%s stopped with an error", name)
+
+    t = threading.Thread(target=guarded, name=name, daemon=True)
+    t.start()
+    return t
+
+
+class Runtime:
+    """Everything `tickwise up` runs, wired from settings."""
+
+    def __init__(self, settings: Settings, *, bus: Bus | None = None, warehouse: Warehouse | None = None,
+                 stages: bool = True, lake: bool = True) -> None:
+        self.settings = settings
+        self.bus = bus or app.build_bus(settings)
+        self.warehouse = warehouse or app.build_warehouse(settings)
+        self.publisher = TickPublisher(self.bus, source="up")
+        self.worker = PipelineWorker(
+            self.bus, self.warehouse, timeframes=settings.timeframes, lateness_ms=settings.lateness_ms,
+            commit_interval_ms=settings.commit_interval_ms, idle_close_ms=settings.idle_close_ms,
+            name="up-worker",
+        )
+        self.sink = DeadLetterSink(self.bus, self.warehouse, name="up-sink")
+        self.stage_runners = [
+            StageRunner(self.bus, self.warehouse, s, name="up", commit_interval_ms=settings.commit_interval_ms)
+            for s in (app.build_stages(settings) if stages else [])
+        ]
+        self.archiver = self._archiver() if lake else None
+        self.services = None
+
+    def _archiver(self) -> object | None:
+        try:
+            from tickwise.lake.archiver import LakeArchiver
+        except ModuleNotFoundError:
+            return None
+        return LakeArchiver(self.bus, app.build_lake(self.settings).writer(),
+                            timeframes=tuple(self.settings.timeframes))
+
+    def start_services(self, *, dashboard: bool) -> None:
+        try:
+            runtime = importlib.import_module("tickwise.serve.runtime")
+        except ModuleNotFoundError:
+            log.warning("serving is not available in this build")
+            return
+        self.services = runtime.start_services(self.settings, warehouse=self.warehouse, bus=self.bus,
+                                               dashboard=dashboard)
+
+    def run(self, source: str, *, duration_s: float | None = None, speed: float = 0.0,
+            symbol: str | None = None, timeframe: str | None = None, status: bool = True,
+            stop: threading.Event | None = None) -> Summary:
+        stop_source = stop or threading.Event()
+        stop_worker, stop_down = threading.Event(), threading.Event()
+        started = time.monotonic()
+        frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe)
+        threads_down = [_thread("deadletter-sink", self.sink.run, stop_down)]
+        threads_down += [_thread(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
+        if self.archiver is not None:
+            threads_down.append(_thread("lake-archiver", self.archiver.run, stop_down))  # type: ignore[attr-defined]
+        worker = _thread("pipeline-worker", self.worker.run, stop_worker, drain=True)
+        finished = threading.Event()
+        if isinstance(frames, str):
+            client = FeedClient(frames, lambda ticks, dead: (self.publisher.publish(ticks), self.publisher.reject(dead)))
+            src = _thread("source", client.run, stop_source)
+        else:
+            def pump() -> None:
+                for frame in frames:
+                    self.publisher.publish(frame)
+                finished.set()
+
+            src = _thread("source", pump)
+        last_print, last_ticks = time.monotonic(), 0
+        try:
+            while True:
+                time.sleep(0.2)
+                elapsed = time.monotonic() - started
+                if duration_s is not None and elapsed >= duration_s:
+                    break
+                if finished.is_set() and self.bus.lag(TICKS, GROUP) == 0:
+                    break
+                if status and time.monotonic() - last_print >= 1.0:
+                    now = time.monotonic()
+                    rate = (self.worker.stats.ticks - last_ticks) / (now - last_print)
+                    last_print, last_ticks = now, self.worker.stats.ticks
+                    self._status(rate)
+        except KeyboardInterrupt:
+            pass
+        stop_source.set()
+        src.join(timeout=10)
+        self._wait_drained(TICKS, GROUP, timeout_s=60)
+        stop_worker.set()
+        worker.join(timeout=60)
+        for tf in self.settings.timeframes:
+            for r in self.stage_runners:
+                if tf in r.stage.timeframes:
+                    self._wait_drained(bars_topic(tf), r.stage.name, timeout_s=30)
+        stop_down.set()
+        for t in threads_down:
+            t.join(timeout=60)
+        if status:
+            self._status(0.0, final=True)
+        return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
+                       self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started)
+
+    def _wait_drained(self, topic: str, group: str, *, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.bus.lag(topic, group) > 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _status(self, rate: float, *, final: bool = False) -> None:
+        s = self.worker.stats
+        lag = self.bus.lag(TICKS, GROUP)
+        line = (f"ticks/s {rate:>10,.0f} | ticks {s.ticks:>11,} | bars {s.bars:>8,} | "
+                f"bus lag {lag:>5} | dead letters {s.deadletters:>6,}")
+        if final:
+            line = f"done: ticks {s.ticks:,} | bars {s.bars:,} | dead letters {s.deadletters:,} | published {self.publisher.published:,}"
+        if sys.stderr.isatty() and not final:
+            sys.stderr.write("\r" + line)
+        else:
+            sys.stderr.write(("\n" if sys.stderr.isatty() else "") + line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.services is not None:
+            self.services.stop()
+        self.bus.close()
+        self.warehouse.close()
