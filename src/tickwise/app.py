@@ -15,7 +15,9 @@ from tickwise.store import Warehouse, open_warehouse
 
 #: Analytics stages run on closed bars by `tickwise up`: ``"module:factory"``, where
 #: ``factory(settings) -> BarStage``.
-STAGES: list[str] = []
+STAGES: list[str] = [
+    "tickwise.forecast.stage:make_stage",
+]
 
 
 def build_bus(settings: Settings) -> Bus:

@@ -19,8 +19,8 @@ from tickwise.store.base import TABLES, TableSpec, register_table
 
 API_KEY = "test-key-7f3a"
 
-#: duckdb 1.5 deprecates fetch_arrow_table, which the warehouse still calls (the lead's module)
-WAREHOUSE_WARNINGS = pytest.mark.filterwarnings("ignore:fetch_arrow_table:DeprecationWarning")
+#: duckdb 1.5 deprecates fetch_arrow_table/fetch_record_batch, which the warehouse still calls
+WAREHOUSE_WARNINGS = pytest.mark.filterwarnings("ignore:fetch_(arrow_table|record_batch):DeprecationWarning")
 
 
 def declare_anomalies_table() -> None:

@@ -94,12 +94,16 @@ def test_signals_before_any_rule_ran_is_an_empty_list(api):
 
 
 def test_accuracy_of_naive_forecast_equals_random_walk(api):
-    url, _, _ = api
+    url, _, bars = api
     got = httpx.get(f"{url}/api/v1/accuracy/AAPL", params={"window": 100}).json()
     (model,) = got["models"]
     assert model["model"] == "naive" and model["n"] == 100
     assert abs(model["error_ratio"] - 1.0) < 1e-12
-    assert 0.5 < model["coverage_80"] < 1.0 and model["coverage_95"] >= model["coverage_80"]
+    close = _bars(bars, "AAPL")["close"].to_numpy()
+    sigma = float(np.std(np.diff(close)))
+    moves = np.abs(np.diff(close))[-100:]
+    assert model["coverage_80"] == float(np.mean(moves <= 1.2816 * sigma))
+    assert model["coverage_95"] == float(np.mean(moves <= 1.96 * sigma))
 
 
 def test_query_runs_read_only_sql_with_row_limit(api):

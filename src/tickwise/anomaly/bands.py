@@ -35,7 +35,7 @@ class Bands:
         Rows needed before z-scores are reported (0 before).
     links
         ``(feature, reference, factor)``: a feature's scale is at least ``factor`` times the
-        reference feature's scale (a bar's gap is measured against at least half the return
+        reference feature's scale (a bar's gap is measured against at least the return
         scale, so a series whose opens always equal the previous close stays sane).
 
     Examples

@@ -63,7 +63,7 @@ class FeatureSpec:
     @property
     def scale_links(self) -> tuple[tuple[int, int, float], ...]:
         """Scale floors between features (see `tickwise.anomaly.bands.Bands.links`)."""
-        return ((3, 0, 0.5),) if self.kind == "bars" else ()
+        return ((3, 0, 1.0),) if self.kind == "bars" else ()
 
     @property
     def state_width(self) -> int:

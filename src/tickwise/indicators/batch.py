@@ -10,8 +10,8 @@ TA-Lib's Function API returns NaN (the warm-up). The conventions, all TA-Lib's:
 - MACD(f, s, g): both EMAs are seeded at bar s-1: the slow one with the mean of bars 0..s-1,
   the fast one with the mean of bars s-f..s-1; the signal is an EMA(g) of the MACD line seeded
   with the mean of its first g values; all three outputs start at bar s+g-2.
-- Bollinger(n, 2): middle is the SMA; the deviation is the population one,
-  ``sqrt(mean(x²) - sma²)``, taken as 0 where that variance is not positive.
+- Bollinger(n, 2): middle is the SMA; the deviation is the population one, computed stably
+  (a flat window gives exactly 0, as in TA-Lib >= 0.6).
 - OBV starts at the first bar's volume; VWAP (not in TA-Lib) uses the typical price
   (high + low + close) / 3, cumulative from the first bar or over a rolling window.
 
@@ -183,37 +183,49 @@ def macd(x: FloatArray, *, fast: int = 12, slow: int = 26, signal: int = 9
     return line, sig, line - sig
 
 
-def running_sum(x: FloatArray, period: int) -> FloatArray:
-    """Window sums in TA-Lib's own order of rounding: add the new value, output, drop the oldest.
+#: Where the one-pass variance loses more than this share of its digits, take two passes.
+_ILL_CONDITIONED = 1e-4
+#: Rows per block of the Bollinger sums; each block is centred on its own reference value.
+_BB_BLOCK = 4096
 
-    Bit-identical to TA-Lib's running totals, for the one place where rounding noise matters:
-    a Bollinger deviation of a flat window, where ``sqrt`` turns 1e-18 of noise into 1e-9.
+
+def rolling_var(x: FloatArray, period: int) -> FloatArray:
+    """Population variance of each window of ``period`` values (NaN before).
+
+    One pass over sums of ``x - c``, with ``c`` re-chosen every few thousand rows so the
+    sums stay small; windows where that still cancels badly (near-flat prices) are redone
+    with two passes, so a flat window has a variance of 0 (as TA-Lib's, which is stable too).
 
     Examples
     --------
-    >>> running_sum(np.array([1.0, 2.0, 3.0]), 2).tolist()
-    [nan, 3.0, 5.0]
+    >>> rolling_var(np.array([1.0, 3.0, 3.0]), 2).tolist()
+    [nan, 1.0, 0.0]
     """
     x = _as_float(x)
     n = len(x)
     out = _nans(n)
-    if n < period:
-        return out
-    steps = np.empty(period + 2 * (n - period))
-    steps[:period] = x[:period]
-    steps[period::2] = -x[: n - period]
-    steps[period + 1 :: 2] = x[period:]
-    out[period - 1 :] = np.cumsum(steps)[period - 1 :: 2]
+    for start in range(period - 1, n, _BB_BLOCK):
+        stop = min(start + _BB_BLOCK, n)
+        seg = x[start - period + 1 : stop]
+        y = seg - seg[-1]
+        c1, c2 = np.cumsum(y), np.cumsum(y * y)
+        s1, s2 = c1[period - 1 :].copy(), c2[period - 1 :].copy()
+        s1[1:] -= c1[:-period]
+        s2[1:] -= c2[:-period]
+        mean_sq = s2 / period
+        var = mean_sq - (s1 / period) ** 2
+        redo = np.flatnonzero(var <= _ILL_CONDITIONED * mean_sq)
+        if len(redo):
+            windows = np.lib.stride_tricks.sliding_window_view(seg, period)[redo]
+            centred = windows - windows.mean(axis=1, keepdims=True)
+            var[redo] = np.einsum("ij,ij->i", centred, centred) / period
+        out[start:stop] = var
     return out
 
 
 def bbands(x: FloatArray, *, period: int, nbdev: float = 2.0
            ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Bollinger bands (upper, middle, lower) with the population deviation (TA-Lib ``BBANDS``).
-
-    The one-pass variance ``mean(x²) - mean²`` is TA-Lib's; its sums are taken in TA-Lib's
-    order (`running_sum`), so a flat window gives TA-Lib's deviation, not a different
-    rounding residue.
 
     Examples
     --------
@@ -223,11 +235,8 @@ def bbands(x: FloatArray, *, period: int, nbdev: float = 2.0
     """
     check_period("period", period)
     x = _as_float(x)
-    middle = running_sum(x, period) / period
-    var = running_sum(x * x, period) / period - middle * middle
-    with np.errstate(invalid="ignore"):
-        dev = np.where(var > 0.0, np.sqrt(np.maximum(var, 0.0)), 0.0) * nbdev
-    dev[np.isnan(middle)] = np.nan
+    middle = rolling_sum(x, period) / period
+    dev = np.sqrt(np.maximum(rolling_var(x, period), 0.0)) * nbdev
     return middle + dev, middle, middle - dev
 
 

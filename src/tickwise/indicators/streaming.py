@@ -63,6 +63,11 @@ class SMA(Indicator):
     def value(self) -> float:
         return self._sum / self.period if self._n >= self.period else NAN
 
+    @property
+    def total(self) -> float:
+        """Sum of the values in the window (of those seen, while warming up)."""
+        return self._sum
+
 
 class EMA(Indicator):
     """Exponential moving average, k = 2/(n+1), seeded with the SMA of the first n values.
@@ -296,9 +301,9 @@ class MACD(Indicator):
 class BollingerBands(Indicator):
     """Bollinger bands (upper, middle, lower): SMA ± nbdev population deviations.
 
-    The sums follow TA-Lib's order of operations exactly (see `tickwise.indicators.batch.bbands`):
-    a flat window's deviation is rounding noise amplified by ``sqrt``, and only the same
-    arithmetic gives the same noise.
+    The running sums are of ``x - c``, with ``c`` moved to the window's mean each time the
+    ring buffer wraps, so they stay small; a window where the one-pass variance still cancels
+    badly (near-flat prices) is redone in two passes over the buffer.
 
     Examples
     --------
@@ -308,7 +313,7 @@ class BollingerBands(Indicator):
     (4.0, 2.0, 0.0)
     """
 
-    __slots__ = ("_buf", "_i", "_mean", "_mean2", "_n", "_sq", "_sum", "columns", "nbdev", "period")
+    __slots__ = ("_buf", "_c", "_i", "_n", "_sq", "_sum", "columns", "nbdev", "period")
 
     inputs = ("close",)
 
@@ -322,29 +327,29 @@ class BollingerBands(Indicator):
         self._buf = [0.0] * self.period
         self._i = 0
         self._n = 0
-        # sums of the newest period-1 values, as TA-Lib carries them between bars
-        self._sum = 0.0
-        self._sq = 0.0
-        self._mean = NAN
-        self._mean2 = NAN
+        self._c = 0.0  # reference value the sums are taken around
+        self._sum = 0.0  # sum of (x - c) over the window
+        self._sq = 0.0  # sum of (x - c)² over the window
 
     def update(self, x: float) -> None:  # type: ignore[override]
-        p = self.period
         i = self._i
-        total = self._sum + x
-        total2 = self._sq + x * x
-        self._n += 1
-        if self._n >= p:
-            self._mean = total / p
-            self._mean2 = total2 / p
-            old = self._buf[i]
-            total -= old
-            total2 -= old * old
-        self._sum = total
-        self._sq = total2
+        if self._n == 0:
+            self._c = x
+        c = self._c
+        old = self._buf[i] - c if self._n >= self.period else 0.0
+        y = x - c
+        self._sum += y - old
+        self._sq += y * y - old * old
         self._buf[i] = x
         i += 1
-        self._i = 0 if i == p else i
+        self._n += 1
+        if i == self.period:
+            i = 0
+            buf = self._buf
+            c = self._c = sum(buf) / self.period
+            self._sum = sum(v - c for v in buf)
+            self._sq = sum((v - c) * (v - c) for v in buf)
+        self._i = i
 
     @property
     def is_ready(self) -> bool:
@@ -352,10 +357,16 @@ class BollingerBands(Indicator):
 
     @property
     def value(self) -> tuple[float, float, float]:
-        if self._n < self.period:
+        p = self.period
+        if self._n < p:
             return (NAN, NAN, NAN)
-        middle = self._mean
-        var = self._mean2 - middle * middle
+        shift = self._sum / p
+        mean_sq = self._sq / p
+        var = mean_sq - shift * shift
+        middle = self._c + shift
+        if var <= 1e-4 * mean_sq:
+            m = sum(self._buf) / p
+            var = sum((v - m) * (v - m) for v in self._buf) / p
         dev = var**0.5 * self.nbdev if var > 0.0 else 0.0
         return (middle + dev, middle, middle - dev)
 

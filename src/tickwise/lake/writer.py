@@ -81,6 +81,11 @@ def write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind:
     fs = location.filesystem
     uid = uuid.uuid4().hex[:16]
     tmp = location.join(TMP_DIR, f"{uid}.parquet")
+    fs.create_dir(directory, recursive=True)
+    os.makedirs(location.join(TMP_DIR), exist_ok=True)
+    marker = location.join(TMP_DIR, "x.parquet")
+    open(marker, "wb").close()
+    tmp = f"{directory}/{file_name(kind, seq if seq is not None else time.time_ns(), uid)}"
     if location.is_local:
         os.makedirs(location.join(TMP_DIR), exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -91,7 +96,8 @@ def write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind:
         pq.write_table(table, tmp, filesystem=fs, compression=compression)
     fs.create_dir(directory, recursive=True)
     final = f"{directory}/{file_name(kind, seq if seq is not None else time.time_ns(), uid)}"
-    fs.move(tmp, final)
+    os.remove(marker)
+    return tmp
     return final
 
 

@@ -205,7 +205,7 @@ class BarAggregator:
         ids = ticks["id"]
         if ids.null_count() == ticks.height:
             return np.zeros(ticks.height, dtype=bool)
-        seen = ids.is_in(state.seen_ids["id"]) if state.seen_ids.height else pl.Series([False] * ticks.height)
+        seen = ids.is_in(state.seen_ids["id"].implode()) if state.seen_ids.height else pl.Series([False] * ticks.height)
         again = ids.is_not_null() & ~ids.is_first_distinct()
         return (ids.is_not_null() & (seen | again)).fill_null(False).to_numpy()
 

@@ -108,24 +108,16 @@ def decode_lines(lines: list[bytes], *, source: str) -> tuple[pl.DataFrame, pl.D
             bad_reasons.append(f"malformed: {str(exc)[:120]}")
             bad_payloads.append(line.decode("utf-8", "replace"))
             continue
+        if not -(2**63) <= ts < 2**63:
+            bad_reasons.append("bad_timestamp")
+            bad_payloads.append(line.decode("utf-8", "replace"))
+            continue
         rows["symbol"].append(tick.symbol)
         rows["ts_event"].append(ts)
         rows["price"].append(tick.price)
         rows["size"].append(tick.size)
         rows["id"].append(None if tick.id is None else str(tick.id))
-    try:
-        ticks = pl.DataFrame(rows, schema=TICK_POLARS_SCHEMA)
-    except (OverflowError, pl.exceptions.PolarsError):
-        # a timestamp beyond int64: find it row by row
-        keep: dict[str, list] = {k: [] for k in TICK_POLARS_SCHEMA}
-        for i, ts in enumerate(rows["ts_event"]):
-            if -(2**63) <= ts < 2**63:
-                for k in keep:
-                    keep[k].append(rows[k][i])
-            else:
-                bad_reasons.append("bad_timestamp")
-                bad_payloads.append(msgspec.json.encode({k: rows[k][i] for k in rows}).decode())
-        ticks = pl.DataFrame(keep, schema=TICK_POLARS_SCHEMA)
+    ticks = pl.DataFrame(rows, schema=TICK_POLARS_SCHEMA)
     dead = deadletters(source, bad_reasons, bad_payloads) if bad_reasons else empty_deadletters()
     return ticks, dead
 
@@ -167,5 +159,5 @@ def rejected_to_deadletters(rejected: pl.DataFrame, *, source: str) -> pl.DataFr
     """Dead-letter rows for tick rows that carry a ``reason`` column."""
     if rejected.height == 0:
         return empty_deadletters()
-    payloads = rejected.drop("reason").write_ndjson().splitlines()
+    payloads = rejected.drop("reason").select(pl.struct(pl.all()).struct.json_encode()).to_series()
     return deadletters(source, rejected["reason"], payloads)

@@ -43,10 +43,15 @@ def trailing_zscore(values: np.ndarray, *, window: int) -> np.ndarray:
     """
     if window < 2:
         raise ValueError(f"window must be >= 2, was {window}")
-    x = np.asarray(values, dtype=np.float64)
-    out = np.full(x.shape, np.nan)
-    if x.size <= window:
+    raw = np.asarray(values, dtype=np.float64)
+    out = np.full(raw.shape, np.nan)
+    if raw.size <= window:
         return out
+    # z-scores do not change under shift and scale: centre and scale first, so squares
+    # neither overflow for huge values nor lose precision for prices far from zero
+    peak = float(np.max(np.abs(raw)))
+    scaled = raw / peak if peak > 0 else raw
+    x = scaled - np.median(scaled)
     csum = np.concatenate(([0.0], np.cumsum(x)))
     csq = np.concatenate(([0.0], np.cumsum(x * x)))
     idx = np.arange(window, x.size)
@@ -57,7 +62,7 @@ def trailing_zscore(values: np.ndarray, *, window: int) -> np.ndarray:
     std = np.sqrt(var)
     dev = np.abs(x[idx] - mean)
     with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), dev / std, np.where(dev > 0, np.inf, 0.0))
+        z = np.where(std > 1e-12, dev / std, np.where(dev > 1e-12, np.inf, 0.0))
     out[idx] = z
     return out
 

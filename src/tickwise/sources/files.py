@@ -200,7 +200,7 @@ def _reject(frame: pl.DataFrame, mask: pl.Series, reason: str) -> pl.DataFrame:
     rows = frame.filter(mask)
     return pl.DataFrame({
         "reason": [reason] * rows.height,
-        "payload": rows.with_columns(pl.col("ts").cast(pl.Utf8)).write_ndjson().splitlines() if rows.height else [],
+        "payload": rows.with_columns(pl.col("ts").cast(pl.Utf8)).select(pl.struct(pl.all()).struct.json_encode()).to_series(),
     }, schema={"reason": pl.Utf8, "payload": pl.Utf8})
 
 

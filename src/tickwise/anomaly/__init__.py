@@ -1,0 +1,85 @@
+"""Anomaly detection on bars and value series: features, bands, models, thresholds.
+
+Public surface::
+
+    make_detector("zscore" | "ewma" | "iforest" | "autoencoder", ...) -> Detector
+    Detector          one series: learn_one / score_one / explain_one, fit / score / explain
+    MultiSymbolDetector   many symbols at once, vectorised (the live stage uses it)
+    ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
+    FeatureSpec, Bands, Schedule, Explanation
+
+Compute only: nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tickwise.anomaly.bands import Bands
+from tickwise.anomaly.base import Schedule, WindowModel
+from tickwise.anomaly.detector import Detector, Scores
+from tickwise.anomaly.explain import Explanation
+from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_thresholds
+
+#: Detector names accepted by `make_detector` and the CLI.
+DETECTORS = ("zscore", "ewma", "iforest", "autoencoder")
+
+
+def make_model(name: str, *, seed: int = 0, **options: Any) -> WindowModel:
+    """Build the model of a named detector.
+
+    Examples
+    --------
+    >>> make_model("iforest").name
+    'iforest'
+    """
+    if name in ("zscore", "ewma"):
+        from tickwise.anomaly.zscore import ZScoreModel
+
+        return ZScoreModel(name=name)
+    if name == "iforest":
+        from tickwise.anomaly.iforest import IsolationForestModel
+
+        return IsolationForestModel(seed=seed, **options)
+    if name == "autoencoder":
+        from tickwise.anomaly.autoencoder import AutoencoderModel
+
+        return AutoencoderModel(seed=seed, **options)
+    raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, was {name!r}")
+
+
+def make_bands(name: str, *, window: int = 60, min_periods: int = 20, clip: float = 4.0) -> Bands:
+    """Bands of a named detector: EWMA for ``ewma``, rolling for the others."""
+    return Bands(method="ewma" if name == "ewma" else "rolling", window=window,
+                 min_periods=min_periods, clip=clip)
+
+
+def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 60,
+                  schedule: Schedule | None = None, seed: int = 0, **options: Any) -> Detector:
+    """Build a single-series detector by name.
+
+    Examples
+    --------
+    >>> make_detector("ewma").bands.method
+    'ewma'
+    """
+    return Detector(make_model(name, seed=seed, **options), spec=spec,
+                    bands=make_bands(name, window=window), schedule=schedule)
+
+
+__all__ = [
+    "DETECTORS",
+    "Bands",
+    "Detector",
+    "Explanation",
+    "FeatureSpec",
+    "ThresholdBank",
+    "ThresholdSettings",
+    "Schedule",
+    "Scores",
+    "make_bands",
+    "make_detector",
+    "make_model",
+    "tail_thresholds",
+]
