@@ -17,6 +17,8 @@ from tickwise.store import Warehouse, open_warehouse
 #: ``factory(settings) -> BarStage``.
 STAGES: list[str] = [
     "tickwise.forecast.stage:make_stage",
+    "tickwise.signals.stage:make_stage",
+    "tickwise.anomaly.stage:make_stage",
 ]
 
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from pydantic import ValidationError, field_validator
+from pydantic_settings.exceptions import SettingsError
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -63,13 +65,13 @@ class Settings(BaseSettings):
     lake_access_key: str = ""
     lake_secret_key: str = ""
     lake_region: str = "us-east-1"
-    timeframes: list[str] = ["1s", "1m", "5m"]
+    timeframes: Annotated[list[str], NoDecode] = ["1s", "1m", "5m"]
     lateness_ms: int = 1000
     idle_close_ms: int = 1500
     partitions: int = 8
     commit_interval_ms: int = 200
     bus_capacity: int = 1024
-    symbols: list[str] = DEFAULT_SYMBOLS
+    symbols: Annotated[list[str], NoDecode] = DEFAULT_SYMBOLS
     tick_rate: float = 5000.0
     seed: int = 7
     api_host: str = "127.0.0.1"
@@ -77,11 +79,18 @@ class Settings(BaseSettings):
     api_key: str = ""
     dashboard_port: int = 8501
     require_services: bool = False
+    # anomaly detection and alerts (tickwise.anomaly.stage, tickwise.alerts)
+    anomaly_detectors: list[str] = ["zscore", "iforest"]
+    anomaly_false_alarm_rate: float = 1e-3
+    alert_cooldown_s: float = 300.0
+    alert_webhook_url: str = ""
+    alert_sns_topic_arn: str = ""
+    alert_sns_endpoint: str = ""
     #: live forecasting: model name (arima, naive, drift, ets, lstm) and the signal's k (x std error)
     forecast_model: str = "arima"
     forecast_k: float = 1.0
 
-    @field_validator("timeframes", "symbols", mode="before")
+    @field_validator("timeframes", "symbols", "anomaly_detectors", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -185,6 +194,8 @@ def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning validation failures into one-line `ConfigError`s."""
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        raise ConfigError(f"a TICKWISE_* setting could not be read: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "settings"

@@ -74,3 +74,13 @@ def test_report_is_self_contained_html_with_plots(msft):
     page = render_report(wf, title="MSFT")
     assert page.startswith("<!doctype html>") and "<table" in page
     assert "Plotly.newPlot" in page and "<script src=" not in page  # plotly.js inlined, works offline
+
+
+def test_versus_naive_reports_ratio_and_diebold_mariano(msft):
+    wf = walk_forward(msft[-200:], {"naive": FAST["naive"], "drift": FAST["drift"]}, origins=100)
+    vs = wf.versus("naive")
+    assert vs["naive"] == {"mae_ratio": 1.0, "dm_p_value": 1.0}
+    assert vs["drift"]["mae_ratio"] == pytest.approx(wf.scores()["drift"]["mae"] / wf.scores()["naive"]["mae"])
+    assert 0.0 < vs["drift"]["dm_p_value"] <= 1.0
+    with pytest.raises(InputError, match="baseline must be one of"):
+        wf.versus("arima")

@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from tickwise.exceptions import DataError, InputError
-from tickwise.forecast import ETS, Arima, Drift, Forecast, LSTMForecaster, Naive, SeasonalNaive, make_model
+from tickwise.forecast import (
+    ETS,
+    Arima,
+    Drift,
+    Forecast,
+    LSTMForecaster,
+    Naive,
+    SeasonalNaive,
+    make_model,
+)
 from tickwise.forecast.base import as_series
 
 STREAMING = [Naive, Drift, lambda: SeasonalNaive(season_length=5)]

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from tickwise.lake import Lake, open_lake
 
 BATCH = 200_000

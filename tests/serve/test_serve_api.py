@@ -138,6 +138,17 @@ def test_post_anomalies_scores_a_real_series_and_finds_a_spike(api):
     assert 100 in legacy["anomalies"] and len(legacy["scores"]) == len(close)
 
 
+def test_post_anomalies_with_package_detector_explains_the_spike(api):
+    url, _, bars = api
+    close = _bars(bars, "AAPL")["close"].tail(200).to_list()
+    close[150] = close[149] * 1.4
+    body = httpx.post(f"{url}/api/v1/anomalies", json={"values": close, "detector": "ewma", "window": 40,
+                                                        "threshold": 6.0}).json()
+    assert body["detector"] == "ewma" and 150 in body["anomalies"]
+    r = httpx.post(f"{url}/api/v1/anomalies", json={"values": close, "detector": "magic"})
+    assert r.status_code == 400 and "zscore" in r.json()["detail"]
+
+
 def test_post_anomalies_store_needs_api_key_then_lists_them(api):
     url, _, bars = api
     aapl = _bars(bars, "AAPL").tail(80)

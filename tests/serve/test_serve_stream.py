@@ -21,7 +21,12 @@ def _bar_payload(bars: pl.DataFrame) -> bytes:
 
 
 def _receive(ws, n: int) -> list[dict]:
-    return [json.loads(ws.recv(timeout=10)) for _ in range(n)]
+    events: list[dict] = []
+    while len(events) < n:
+        message = json.loads(ws.recv(timeout=10))
+        assert isinstance(message, list)
+        events.extend(message)
+    return events
 
 
 def test_stream_pushes_new_bars_forecasts_and_anomalies_of_chosen_symbols(api):
@@ -62,7 +67,7 @@ def test_stream_reads_as_viewer_so_publishers_never_wait(api):
         assert not publisher.is_alive()
         closes = []
         while not closes or closes[-1] != aapl["close"][-1]:
-            closes.append(json.loads(ws.recv(timeout=10))["data"]["close"])
+            closes.extend(e["data"]["close"] for e in json.loads(ws.recv(timeout=10)))
     assert set(closes) <= set(aapl["close"].to_list())
 
 

@@ -47,7 +47,7 @@ def windows_of(z: FloatArray, lookback: int) -> FloatArray:
     >>> windows_of(np.arange(3.0).reshape(3, 1), 2)[:, :, 0].tolist()
     [[0.0, 0.0], [0.0, 1.0], [1.0, 2.0]]
     """
-    n, f = z.shape
+    f = z.shape[1]
     padded = np.vstack([np.zeros((lookback - 1, f)), z])
     return np.lib.stride_tricks.sliding_window_view(padded, (lookback, f))[:, 0].copy()
 

@@ -2,7 +2,9 @@
 
 The forest sees the z-scores of return, range, log volume and gap (each against its own
 past), clipped to ±`CLIP`. Its score is ``-score_samples`` (higher = shorter isolation
-paths = more anomalous). Explanations come from SHAP's TreeExplainer: a feature's
+paths = more anomalous). Training windows with any |z| above ``train_max_z`` are left out
+of the fit: otherwise earlier anomalies of the same shape (a burst of volume spikes) form a
+small cluster and mask the next ones. Explanations come from SHAP's TreeExplainer: a feature's
 contribution is how much it shortens the expected path (minus its SHAP value).
 """
 
@@ -33,7 +35,7 @@ class IsolationForestModel:
     needs_fit = True
 
     def __init__(self, *, n_estimators: int = 100, max_samples: int = 256, lookback: int = 1,
-                 seed: int = 0) -> None:
+                 train_max_z: float = 6.0, seed: int = 0) -> None:
         if n_estimators < 1:
             raise ValueError(f"n_estimators must be >= 1, was {n_estimators}")
         if lookback < 1:
@@ -41,6 +43,7 @@ class IsolationForestModel:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.lookback = lookback
+        self.train_max_z = train_max_z
         self.seed = seed
         self.forest_ = None
         self._explainer = None
@@ -52,6 +55,9 @@ class IsolationForestModel:
         from sklearn.ensemble import IsolationForest
 
         x = self._x(windows)
+        calm = np.abs(x).max(axis=1) <= self.train_max_z
+        if calm.sum() >= max(10, x.shape[0] // 2):
+            x = x[calm]
         self.forest_ = IsolationForest(n_estimators=self.n_estimators,
                                        max_samples=min(self.max_samples, x.shape[0]),
                                        random_state=self.seed).fit(x)
@@ -76,4 +82,4 @@ class IsolationForestModel:
 
     def clone(self) -> IsolationForestModel:
         return IsolationForestModel(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                                    lookback=self.lookback, seed=self.seed)
+                                    lookback=self.lookback, train_max_z=self.train_max_z, seed=self.seed)

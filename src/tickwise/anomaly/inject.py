@@ -63,7 +63,7 @@ def inject(bars: pl.DataFrame, *, kinds: Sequence[str] = KINDS, rate: float = 0.
     sig_r = _robust_scale(np.diff(np.log(c)))
     sig_v = _robust_scale(np.diff(np.log1p(v))) / np.sqrt(2)
     # positions on a jittered grid: exactly the requested rate, never closer than `spacing`
-    count = int(round(rate * (n - start - 6)))
+    count = round(rate * (n - start - 6))
     events: list[Event] = []
     if count > 0:
         step = (n - start - 6) / count

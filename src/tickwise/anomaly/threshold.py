@@ -7,14 +7,17 @@ anomalies themselves (real streams and the evaluation carry anomalies at rates f
 the threshold until they pass unflagged; dropping them (SPOT) truncates the tail and the
 threshold sinks. So the tail is read where anomalies are a minor part of it: seven
 rolling quantiles of the last ``window`` scores at tail probabilities from ``a`` down to
-``a/8`` (default 16 % .. 2 %) are fitted by least squares with a generalised Pareto tail
+``a/4`` (default 20 % .. 5 %) are fitted by least squares with a generalised Pareto tail
 above the first (shape ``xi`` on a grid in [-0.5, 1], scale ``sigma`` in closed form), and
 the threshold is that tail's quantile extrapolated to ``q``:
 
     x_q = x_a + sigma * ((a / q) ** xi - 1) / xi
 
-The threshold is refreshed every ``refresh`` scores and is +inf until ``min_scores`` scores
-were seen. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
+Scores above the threshold in force (the anomalies) are not learned; that truncates the
+distribution only above the threshold, far from the quantiles the fit reads, so it cannot
+drag the threshold down the way it does when the extreme tail itself is fitted. The
+threshold is refreshed every ``refresh`` learned scores and is +inf until ``min_scores``
+scores were seen. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
 series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
@@ -33,8 +36,8 @@ class ThresholdSettings:
 
     Examples
     --------
-    >>> ThresholdSettings(q=1e-3).levels[::2]
-    (0.84, 0.92, 0.96, 0.98)
+    >>> ThresholdSettings(q=1e-3).levels[::3]
+    (0.8, 0.9, 0.95)
     """
 
     q: float = 1e-3
@@ -91,30 +94,33 @@ def tail_threshold(scores: FloatArray, settings: ThresholdSettings) -> FloatArra
     return base[:, 0] + sig * _growth(np.asarray(settings.a / settings.q), xi)
 
 
-def tail_thresholds(scores: FloatArray, settings: ThresholdSettings) -> FloatArray:
+def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: int = 0) -> FloatArray:
     """Threshold in force before each score of one series (score > threshold: anomaly).
+
+    ``phase`` shifts the refresh schedule (`ThresholdBank` uses the symbol's row, so the
+    symbols of one step do not all refresh at once).
 
     Examples
     --------
     >>> rng = np.random.default_rng(0)
     >>> s = rng.exponential(1.0, 5000)
     >>> th = tail_thresholds(s, ThresholdSettings(q=1e-3))
-    >>> bool(np.isinf(th[0]) and 5.5 < th[-1] < 8.5)
+    >>> bool(np.isinf(th[0]) and 5.0 < th[-1] < 10.0 and np.mean(s[200:] > th[200:]) < 0.003)
     True
     """
     scores = np.asarray(scores, dtype=np.float64)
     out = np.full(scores.shape[0], np.inf)
-    valid = np.flatnonzero(~np.isnan(scores))
-    seen = scores[valid]
+    seen = np.empty(scores.shape[0])
+    count = 0
     th = np.inf
-    pos = 0
-    for j, i in enumerate(valid.tolist()):
-        out[pos:i + 1] = th
-        pos = i + 1
-        count = j + 1
-        if count >= settings.min_scores and (count - settings.min_scores) % settings.refresh == 0:
+    for i, x in enumerate(scores.tolist()):
+        out[i] = th
+        if x != x or x > th:  # NaN (warming up) or an anomaly: not learned
+            continue
+        seen[count] = x
+        count += 1
+        if count >= settings.min_scores and (count == settings.min_scores or (count + phase) % settings.refresh == 0):
             th = float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0])
-    out[pos:] = th
     return out
 
 
@@ -162,7 +168,7 @@ class ThresholdBank:
         self._ensure(rows)
         st = self.settings
         before = self.z[rows].copy()
-        valid = ~np.isnan(scores)
+        valid = ~np.isnan(scores) & (scores <= before)
         r = rows[valid]
         if r.size == 0:
             return before
@@ -170,7 +176,7 @@ class ThresholdBank:
         self.ring[r, count % st.window] = scores[valid]
         count = count + 1
         self.count[r] = count
-        due = (count >= st.min_scores) & ((count - st.min_scores) % st.refresh == 0)
+        due = (count >= st.min_scores) & ((count == st.min_scores) | ((count + r) % st.refresh == 0))
         if np.any(due):
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]

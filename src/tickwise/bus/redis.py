@@ -191,12 +191,12 @@ class RedisConsumer(Consumer):
         target = math.ceil(n / max(members, 1))
         lost: list[int] = []
         for p in list(self._owned):
-            if not _call("lease renew", lambda p=p: self._renew(keys=[self._lease(p)], args=[self.name, ttl])):
+            if not _call("lease renew", lambda p=p: self.bus._renew(keys=[self._lease(p)], args=[self.name, ttl])):
                 self._owned.remove(p)
                 lost.append(p)
         while len(self._owned) > target:
             p = self._owned.pop()
-            _call("lease release", lambda p=p: self._release(keys=[self._lease(p)], args=[self.name]))
+            _call("lease release", lambda p=p: self.bus._release(keys=[self._lease(p)], args=[self.name]))
             lost.append(p)
         gained: list[int] = []
         start = zlib.crc32(self.name.encode()) % n
@@ -278,7 +278,7 @@ class RedisConsumer(Consumer):
     def close(self) -> None:
         for p in self._owned:
             try:
-                self._release(keys=[self._lease(p)], args=[self.name])
+                self.bus._release(keys=[self._lease(p)], args=[self.name])
             except RedisError:
                 pass  # the lease expires by itself
         self._owned = []

@@ -179,11 +179,15 @@ def evaluate_cmd(
     scores = wf.scores()
     label = f"{bars['symbol'][0]} {bars['timeframe'][0]}"
     typer.echo(f"{label}: {origins} one-step forecasts, refit every {refit_every}, window {window}")
-    _echo_table(["model", *SCORE_KEYS], [[n, *(s[k] for k in SCORE_KEYS)] for n, s in scores.items()])
-    if "naive" in scores:
-        beat = [n for n in scores if n != "naive" and scores[n]["mae"] < scores["naive"]["mae"]]
-        typer.echo(f"lower MAE than the random walk: {', '.join(beat)}" if beat
-                   else "the random walk wins: no model has a lower MAE than naive")
+    vs = wf.versus("naive") if "naive" in scores else {}
+    extra = ["mae/naive", "dm_p"] if vs else []
+    _echo_table(["model", *SCORE_KEYS, *extra],
+                [[n, *(s[k] for k in SCORE_KEYS), *((vs[n]["mae_ratio"], vs[n]["dm_p_value"]) if vs else ())]
+                 for n, s in scores.items()])
+    if vs:
+        beat = [n for n in vs if n != "naive" and vs[n]["mae_ratio"] < 1 and vs[n]["dm_p_value"] < 0.05]
+        typer.echo(f"beat the random walk (lower MAE, Diebold-Mariano p < 0.05): {', '.join(beat)}" if beat
+                   else "the random walk wins: no model beats naive with Diebold-Mariano p < 0.05")
     if json_out is not None:
         json_out.write_text(json.dumps(wf.to_json(), indent=2) + "\n")
     if report is not None:
@@ -200,6 +204,7 @@ def tune_cmd(
     symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol inside a multi-symbol file")] = None,
     timeframe: Timeframe = "1m",
     origins: Annotated[int, typer.Option("--origins", help="One-step forecasts per trial", min=5)] = 60,
+    window: Annotated[int, typer.Option("--window", help="Bars per fit in each walk-forward trial", min=50)] = 500,
     register: Annotated[bool, typer.Option("--register", help="Train the best parameters and register a version")] = False,
 ) -> None:
     """Search hyperparameters with Optuna; the objective is walk-forward MAE."""
@@ -214,8 +219,8 @@ def tune_cmd(
 
         torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    bars = load_series(data, symbol, timeframe=timeframe, last=origins + 500 + 1)
-    result = tune(model, _bar_array(bars), trials=trials, origins=origins, window=500)
+    bars = load_series(data, symbol, timeframe=timeframe, last=origins + window + 1)
+    result = tune(model, _bar_array(bars), trials=trials, origins=origins, window=window)
     typer.echo(f"best of {result.trials} trials: walk-forward MAE {result.mae:.6g}")
     typer.echo(json.dumps(result.params))
     if register:

@@ -85,13 +85,16 @@ def tables_cmd(lake: LakeOpt = None, as_json: JsonOpt = False) -> None:
     from rich.table import Table
 
     out = Table(title=f"lake {opened.url}")
-    for col in ("table", "zone", "partitions", "files", "rows", "size", "dates", "symbols", "columns"):
+    for col in ("table", "zone", "partitions", "files", "rows", "size", "dates", "symbols"):
         out.add_column(col)
     for i in infos:
-        columns = ", ".join(f"{f.name}:{f.type}" for f in i.schema)
         out.add_row(i.name, i.zone, str(i.partitions), str(i.files), f"{i.rows:,}", _size(i.size_bytes),
-                    f"{i.first_date}..{i.last_date}", str(i.symbols), columns)
-    Console(width=200).print(out)
+                    f"{i.first_date}..{i.last_date}", str(i.symbols))
+    console = Console(width=max(Console().width, 100))
+    console.print(out)
+    for i in infos:
+        typer.echo(f"{i.name} ({i.location}), partitioned by date, symbol: "
+                   + ", ".join(f"{f.name} {f.type}" for f in i.schema))
 
 
 @lake_app.command("query")
@@ -150,7 +153,7 @@ def signals_cmd(
     sql = sma_cross_sql(fast=fast, slow=slow, volume_window=volume_window, volume_factor=volume_factor,
                         where=" AND ".join(where))
     if not include_hold:
-        sql = f"SELECT * FROM ({sql}) WHERE action <> 'HOLD' ORDER BY ts"
+        sql = f"SELECT * FROM (\n{sql}\n) WHERE signal <> 'HOLD' ORDER BY ts, symbol"
     if show_sql:
         typer.echo(sql)
         return
@@ -188,21 +191,19 @@ def etl_cmd(
                                           help="Also write the features to the lake.")] = True,
 ) -> None:
     """Turn bars into a model-ready feature table: gaps, returns, indicators, trailing z-scores."""
-    import polars as pl
-
     from tickwise.config import load_settings
     from tickwise.etl import build_features, load_etl_bars
 
+    if out.suffix not in (".parquet", ".csv"):
+        raise InputError(f"--out must end in .parquet or .csv, was {out.name!r}")
     settings = load_settings(lake=lake)
     bars = load_etl_bars(settings, data=data, source=source, symbols=symbol, timeframe=timeframe)
     features = build_features(bars, gaps=gaps, zscore_window=zscore_window)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         features.write_csv(out)
-    elif out.suffix == ".parquet":
-        features.write_parquet(out)
     else:
-        raise InputError(f"--out must end in .parquet or .csv, was {out.name!r}")
+        features.write_parquet(out)
     gaps_found = int(features["gap"].sum())
     filled = int(features["filled"].sum())
     typer.echo(f"wrote {features.height:,} rows x {features.width} columns to {out} "
@@ -211,7 +212,9 @@ def etl_cmd(
         from tickwise.lake import lake_for
 
         opened = lake_for(settings)
-        opened.write("features", features.with_columns(pl.col("ts")).to_arrow())
+        opened.write("features", features.to_arrow())
+        # a rerun replaces earlier features: compaction keeps the last row per (timeframe, ts)
+        opened.compact("features")
         typer.echo(f"features written to {opened.url} (dataset features)")
 
 

@@ -104,7 +104,7 @@ def state_from_statsforecast(model: dict[str, Any]) -> ArimaState:
         V=np.array(ss["V"], dtype=np.float64), a=np.array(ss["a"], dtype=np.float64),
         P=np.array(ss["P"], dtype=np.float64), h=float(ss["h"]), sigma2=float(model["sigma2"]),
         intercept=float(coef.get("intercept", 0.0)), drift=float(coef.get("drift", 0.0)),
-        t=int(len(model["x"])),
+        t=len(model["x"]),
     )
 
 

@@ -68,9 +68,48 @@ class WalkForward:
         """Per model: the scores named in `SCORE_KEYS` (see the module docstring)."""
         return {name: score_run(run, self.actual, self.last, self.scale) for name, run in self.runs.items()}
 
+    def versus(self, baseline: str = "naive") -> dict[str, dict[str, float]]:
+        """Per model: MAE relative to ``baseline`` and the Diebold-Mariano p-value (squared errors).
+
+        A model beats the baseline only when its MAE ratio is below 1 and the p-value is small;
+        a ratio of 0.998 with p = 0.6 is a tie.
+        """
+        if baseline not in self.runs:
+            raise InputError(f"baseline must be one of the evaluated models {sorted(self.runs)}, was {baseline!r}")
+        base_err = self.runs[baseline].mean - self.actual
+        base_mae = float(np.mean(np.abs(base_err)))
+        out = {}
+        for name, run in self.runs.items():
+            err = run.mean - self.actual
+            out[name] = {"mae_ratio": float(np.mean(np.abs(err))) / base_mae if base_mae > 0 else float("nan"),
+                         "dm_p_value": diebold_mariano(err, base_err)}
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """``{"models": {name: {mae, rmse, mase, directional_accuracy, coverage_80, coverage_95, fit_s, predict_s}}}``."""
         return {"models": self.scores()}
+
+
+def diebold_mariano(errors: FloatArray, baseline_errors: FloatArray) -> float:
+    """Two-sided p-value of the Diebold-Mariano test of equal squared-error loss (one-step).
+
+    Returns 1.0 when the two error series are identical.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> e = rng.normal(size=300)
+    >>> diebold_mariano(e, e), diebold_mariano(0.5 * e, e) < 0.001
+    (1.0, True)
+    """
+    from statistics import NormalDist
+
+    d = errors * errors - baseline_errors * baseline_errors
+    sd = float(np.std(d, ddof=1)) if d.size > 1 else 0.0
+    if sd == 0.0:
+        return 1.0
+    stat = float(np.mean(d)) / (sd / np.sqrt(d.size))
+    return 2.0 * (1.0 - NormalDist().cdf(abs(stat)))
 
 
 def score_run(run: ModelRun, actual: FloatArray, last: FloatArray, scale: float) -> dict[str, float]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Self
@@ -27,7 +28,14 @@ import numpy as np
 import numpy.typing as npt
 
 from tickwise.exceptions import InputError
-from tickwise.forecast.base import DEFAULT_LEVELS, FloatArray, Forecast, as_series, check_horizon, check_levels
+from tickwise.forecast.base import (
+    DEFAULT_LEVELS,
+    FloatArray,
+    Forecast,
+    as_series,
+    check_horizon,
+    check_levels,
+)
 
 VOLUME_CLIP = 5.0
 
@@ -142,7 +150,7 @@ class LSTMForecaster:
         y_all = targets[self.window:]  # next bar after each window
         x_all = x_all[: y_all.shape[0]]
         n = x_all.shape[0]
-        n_val = max(int(round(n * self.val_fraction)), 10)
+        n_val = max(round(n * self.val_fraction), 10)
         n_train = n - n_val
         self.x_mean_ = feats[: n_train + self.window].mean(axis=0)
         self.x_std_ = feats[: n_train + self.window].std(axis=0) + 1e-8
@@ -157,7 +165,9 @@ class LSTMForecaster:
         loss_fn = torch.nn.MSELoss()
         best = (float("inf"), None)
         self.train_losses_: list[float] = []
+        self.epoch_s_: list[float] = []
         for _ in range(self.epochs):
+            started = time.perf_counter()
             net.train()
             order = torch.randperm(n_train, generator=gen)
             total = 0.0
@@ -169,6 +179,7 @@ class LSTMForecaster:
                 opt.step()
                 total += loss.item() * idx.shape[0]
             self.train_losses_.append(total / n_train)
+            self.epoch_s_.append(time.perf_counter() - started)
             net.eval()
             with torch.no_grad():
                 val = float(loss_fn(net(xs[n_train:]), ys[n_train:]))

@@ -51,9 +51,14 @@ def render_report(wf: WalkForward, *, title: str, timestamps: Sequence[str] | No
         + "".join(f"<td>{s[k]:.4g}</td>" for k in SCORE_KEYS) + "</tr>" for name, s in scores.items())
     verdict = ""
     if "naive" in scores:
-        beat = [m for m in scores if m != "naive" and scores[m]["mae"] < scores["naive"]["mae"]]
-        verdict = (f"<p>Models with a lower MAE than the random walk: {html.escape(', '.join(beat))}.</p>" if beat
-                   else "<p><b>The random walk wins:</b> no model has a lower MAE than the naive forecast.</p>")
+        vs = wf.versus("naive")
+        beat = [m for m in vs if m != "naive" and vs[m]["mae_ratio"] < 1 and vs[m]["dm_p_value"] < 0.05]
+        rows = "".join(f"<tr><td>{html.escape(m)}</td><td>{v['mae_ratio']:.4f}</td><td>{v['dm_p_value']:.3g}</td></tr>"
+                       for m, v in vs.items())
+        verdict = (f"<h2>Against the random walk</h2><table><tr><th>model</th><th>MAE / naive MAE</th>"
+                   f"<th>Diebold-Mariano p</th></tr>{rows}</table>"
+                   + (f"<p>Beat the random walk (lower MAE, p &lt; 0.05): {html.escape(', '.join(beat))}.</p>" if beat
+                      else "<p><b>The random walk wins:</b> no model beats it with p &lt; 0.05.</p>"))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"

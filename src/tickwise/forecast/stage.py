@@ -5,7 +5,9 @@ On each closed bar it takes the bar through the model's cheap ``update`` (for AR
 Kalman-filter step with fixed coefficients) and forecasts the next bar with 80% and 95%
 intervals. It refits on a schedule (every ``refit_every`` bars, staggered by symbol so
 refits of many symbols do not land on the same bar, at most ``max_fits_per_call`` fits per
-call) and early when the live one-step errors drift (`tickwise.forecast.drift`).
+call and no new fit once ``fit_budget_s`` is spent in a call, so a refit never holds up
+the other symbols' forecasts for long; a deferred symbol keeps the cheap update and refits
+on a later bar) and early when the live one-step errors drift (`tickwise.forecast.drift`).
 
 With ``model="lstm"`` there is no per-symbol fit: the promoted network predicts every
 symbol whose window is full in one batch.
@@ -17,7 +19,7 @@ table and topic (see `tickwise.forecast.signal`).
 
 from __future__ import annotations
 
-import importlib.util
+import datetime as dt
 import time
 import zlib
 from collections import deque
@@ -28,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from tickwise.bus.base import FORECASTS, SIGNALS
-from tickwise.codec import encode_table
+from tickwise.codec import encode_json
 from tickwise.exceptions import BackendError, ConfigError, DataError
 from tickwise.forecast.base import FloatArray
 from tickwise.forecast.catalog import MODELS, make_model
@@ -37,6 +39,7 @@ from tickwise.forecast.lstm import LSTMForecaster
 from tickwise.forecast.signal import forecast_signals
 from tickwise.forecast.tables import FORECASTS as FORECASTS_TABLE
 from tickwise.pipeline.stages import StageOutput
+from tickwise.signals.tables import SIGNALS_TABLE
 from tickwise.timeframes import timeframe_ns
 
 SIGNAL_COLUMNS = ("symbol", "timeframe", "ts", "rule", "signal", "reason", "price", "fast", "slow", "volume_ratio")
@@ -54,10 +57,11 @@ class ForecastConfig:
     min_bars: int = 60
     window: int = 240
     refit_every: int = 60
-    max_fits_per_call: int = 50
+    max_fits_per_call: int = 10
+    fit_budget_s: float = 0.5
     k: float = 1.0
     drift_window: int = 30
-    drift_alpha: float = 0.01
+    drift_alpha: float = 0.001
 
     def __post_init__(self) -> None:
         if self.model not in MODELS or self.model == "seasonal_naive":
@@ -119,9 +123,6 @@ class ForecastStage:
         self.fits = 0
         self.drift_refits = 0
         self.skipped_fits = 0
-        self._has_signals = importlib.util.find_spec("tickwise.signals.tables") is not None
-        if self._has_signals:
-            importlib.import_module("tickwise.signals.tables")
 
     def _track(self, symbol: str, timeframe: str) -> _Track:
         track = self.tracks.get((symbol, timeframe))
@@ -169,6 +170,7 @@ class ForecastStage:
         values = frame.select(_BAR_COLUMNS).to_numpy().astype(np.float64)
         fits_left = self.config.max_fits_per_call
         now = time.time_ns()
+        deadline = time.perf_counter() + self.config.fit_budget_s
         # one row per forecast: (symbol, timeframe, bar ts, last close, o, h, l, c, se, lo80, hi80, lo95, hi95)
         rows: list[tuple[Any, ...]] = []
         repeats: list[tuple[dict[str, Any], dict[str, Any]]] = []
@@ -181,6 +183,8 @@ class ForecastStage:
                     repeats.append(track.last_rows)  # redelivered bar: same rows again (idempotent)
                 continue
             bar = values[i]
+            if fits_left > 0 and time.perf_counter() > deadline:
+                fits_left = 0
             if track.pending is not None:
                 track.errors.append(bar[3] - track.pending)
             track.bars.append(bar)
@@ -262,11 +266,25 @@ class ForecastStage:
             track.last_rows = ({k: v[i] for k, v in forecast_rows.items()}, {k: v[i] for k, v in signal_rows.items()})
         fc = _frame(forecast_rows, [r[0] for r in repeats])
         sg = _frame(signal_rows, [r[1] for r in repeats])
-        out = StageOutput(tables={FORECASTS_TABLE.name: fc}, topics={FORECASTS: [encode_table(fc.to_arrow())]})
-        if self._has_signals:
-            out.tables["signals"] = sg
-            out.topics[SIGNALS] = [encode_table(sg.to_arrow())]
-        return out
+        return StageOutput(
+            tables={FORECASTS_TABLE.name: fc, SIGNALS_TABLE.name: sg},
+            topics={FORECASTS: [encode_json(_records(fc))], SIGNALS: [encode_json(_records(sg))]},
+        )
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _records(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: ``ts`` as ISO-8601 UTC plus ``ts_ns`` (what the API's stream reads)."""
+    ns = frame["ts"].dt.epoch("ns").to_list()
+    plain = frame.with_columns([pl.col(c).dt.epoch("ns") for c in ("ts", "ts_created") if c in frame.columns])
+    out = []
+    for row, t in zip(plain.to_dicts(), ns, strict=True):
+        row["ts"] = (_EPOCH + dt.timedelta(microseconds=t // 1000)).isoformat().replace("+00:00", "Z")
+        row["ts_ns"] = t
+        out.append(row)
+    return out
 
 
 def _frame(columns: dict[str, Any], extra: list[dict[str, Any]]) -> pl.DataFrame:

@@ -58,9 +58,33 @@ def rolling_sum(x: FloatArray, period: int) -> FloatArray:
     for start in range(period - 1, n, _BLOCK):
         stop = min(start + _BLOCK, n)
         c = np.cumsum(x[start - period + 1 : stop])
-        s = c[period - 1 :].copy()
-        s[1:] -= c[:-period]
-        out[start:stop] = s
+        out[start] = c[period - 1]
+        np.subtract(c[period:], c[:-period], out=out[start + 1 : stop])
+    return out
+
+
+def running_sum(x: FloatArray, period: int) -> FloatArray:
+    """Window sums with the rounding of a running total: add the newest, output, drop the oldest.
+
+    Bit-identical to a streaming running total taken in that order (TA-Lib's order too), so
+    a rule that compares averages gives the same answer in both forms, to the last bit.
+
+    Examples
+    --------
+    >>> running_sum(np.array([1.0, 2.0, 3.0]), 2).tolist()
+    [nan, 3.0, 5.0]
+    """
+    check_period("period", period)
+    x = _as_float(x)
+    n = len(x)
+    out = _nans(n)
+    if n < period:
+        return out
+    steps = np.empty(period + 2 * (n - period))
+    steps[:period] = x[:period]
+    steps[period::2] = -x[: n - period]
+    steps[period + 1 :: 2] = x[period:]
+    out[period - 1 :] = np.add.accumulate(steps)[period - 1 :: 2]
     return out
 
 
@@ -146,10 +170,12 @@ def rsi(x: FloatArray, *, period: int) -> FloatArray:
     diff[0] = 0.0
     np.subtract(x[1:], x[:-1], out=diff[1:])
     gain = _wilder_mean(np.maximum(diff, 0.0), period, 1)
-    loss = _wilder_mean(np.maximum(-diff, 0.0), period, 1)
-    total = gain + loss
+    # gain + loss is the Wilder mean of |diff| (the smoothing is linear)
+    total = _wilder_mean(np.abs(diff, out=diff), period, 1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(total == 0.0, 0.0, 100.0 * gain / total)
+        out = np.multiply(gain, 100.0, out=gain)
+        out /= total
+    out[total == 0.0] = 0.0
     out[:period] = np.nan
     return out
 
@@ -186,7 +212,7 @@ def macd(x: FloatArray, *, fast: int = 12, slow: int = 26, signal: int = 9
 #: Where the one-pass variance loses more than this share of its digits, take two passes.
 _ILL_CONDITIONED = 1e-4
 #: Rows per block of the Bollinger sums; each block is centred on its own reference value.
-_BB_BLOCK = 4096
+_BB_BLOCK = 16384
 
 
 def rolling_var(x: FloatArray, period: int) -> FloatArray:
@@ -207,13 +233,15 @@ def rolling_var(x: FloatArray, period: int) -> FloatArray:
     for start in range(period - 1, n, _BB_BLOCK):
         stop = min(start + _BB_BLOCK, n)
         seg = x[start - period + 1 : stop]
-        y = seg - seg[-1]
-        c1, c2 = np.cumsum(y), np.cumsum(y * y)
-        s1, s2 = c1[period - 1 :].copy(), c2[period - 1 :].copy()
+        y = seg - seg[0]  # a reference from the past: no value depends on a later one
+        c1 = np.cumsum(y)
+        c2 = np.cumsum(np.multiply(y, y, out=y))
+        s1, s2 = c1[period - 1 :], c2[period - 1 :]
         s1[1:] -= c1[:-period]
         s2[1:] -= c2[:-period]
-        mean_sq = s2 / period
-        var = mean_sq - (s1 / period) ** 2
+        mean_sq = np.divide(s2, period, out=s2)
+        s1 /= period
+        var = mean_sq - s1 * s1
         redo = np.flatnonzero(var <= _ILL_CONDITIONED * mean_sq)
         if len(redo):
             windows = np.lib.stride_tricks.sliding_window_view(seg, period)[redo]
@@ -252,8 +280,8 @@ def true_range(high: FloatArray, low: FloatArray, close: FloatArray) -> FloatArr
     out = _nans(len(close))
     if len(close) > 1:
         prev = close[:-1]
-        h, lo = high[1:], low[1:]
-        out[1:] = np.maximum(np.maximum(h - lo, np.abs(h - prev)), np.abs(lo - prev))
+        # max(h - l, |h - prev|, |l - prev|) = max(h, prev) - min(l, prev)
+        np.subtract(np.maximum(high[1:], prev), np.minimum(low[1:], prev), out=out[1:])
     return out
 
 

@@ -12,6 +12,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import pairwise
 
 import numpy as np
 import polars as pl
@@ -55,7 +56,7 @@ def compute_indicators(
         lengths = np.array([frame.height], dtype=np.int64)
     bounds = np.concatenate([[0], np.cumsum(lengths)])
     out: dict[str, np.ndarray] = {}
-    ranges = [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    ranges = [(int(lo), int(hi)) for lo, hi in pairwise(bounds)]
     for spec in specs:
         for column in spec.columns:
             out[column] = np.full(frame.height, np.nan)

@@ -237,8 +237,20 @@ class MACD(Indicator):
     (7.0, 7.0, 0.0)
     """
 
-    __slots__ = ("_fast", "_kf", "_ks", "_kg", "_n", "_recent", "_sig", "_slow", "columns",
-                 "fast", "signal", "slow")
+    __slots__ = (
+        "_fast",
+        "_kf",
+        "_kg",
+        "_ks",
+        "_n",
+        "_recent",
+        "_sig",
+        "_slow",
+        "columns",
+        "fast",
+        "signal",
+        "slow",
+    )
 
     inputs = ("close",)
 

@@ -12,11 +12,11 @@ A payload that cannot be decoded goes to the ``deadletter`` topic with the reaso
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pyarrow as pa
@@ -26,13 +26,15 @@ from tickwise.codec import decode_json, decode_table, encode_json
 from tickwise.exceptions import InputError
 from tickwise.lake.writer import LakeWriter
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from tickwise.config import Settings
 
 
 def signals_table(records: Sequence[dict[str, object]]) -> pa.Table:
     """Turn signal records (JSON dicts with ``symbol`` and ``ts``) into an Arrow table.
 
-    ``ts`` may be nanoseconds since the epoch or an ISO-8601 string.
+    ``ts`` may be nanoseconds since the epoch or an ISO-8601 string; ``ts_ns`` (ns), when
+    present, replaces it.
 
     Examples
     --------
@@ -40,6 +42,9 @@ def signals_table(records: Sequence[dict[str, object]]) -> pa.Table:
     TimestampType(timestamp[ns, tz=UTC])
     """
     df = pl.DataFrame(list(records), infer_schema_length=None)
+    if "ts_ns" in df.columns:
+        # exact nanoseconds beat the ISO text (microseconds) when both come
+        df = df.drop("ts", strict=False).rename({"ts_ns": "ts"})
     if "ts" not in df.columns or "symbol" not in df.columns:
         raise InputError(f"a signal needs 'symbol' and 'ts', was {df.columns}")
     ts = df.schema["ts"]
@@ -199,3 +204,15 @@ class LakeArchiver:
     def close(self) -> None:
         for consumer in self._consumers.values():
             consumer.close()
+
+
+def archiver_for(settings: Settings, bus: Bus, *, name: str = "lake-0",
+                 flush_interval_s: float = 5.0) -> LakeArchiver:
+    """Build the archiver `tickwise up` runs: the configured lake and timeframes.
+
+    Run it in a thread: ``threading.Thread(target=archiver.run, args=(stop,))``.
+    """
+    from tickwise.lake import lake_for
+
+    return LakeArchiver(bus, lake_for(settings).writer(), name=name, timeframes=settings.timeframes,
+                        flush_interval_s=flush_interval_s)

@@ -10,6 +10,7 @@ access: only the lake's datasets can be read, and nothing can be written.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from importlib import resources
@@ -129,9 +130,11 @@ def query(lake: Lake, sql: str, *, max_rows: int | None = None, timeout_s: float
 
 def sma_cross_sql(*, fast: int = 9, slow: int = 21, volume_window: int = 20,
                   volume_factor: float = 1.5, where: str = "TRUE") -> str:
-    """Return the SQL that computes the SMA-crossover signals over the lake's ``bars``.
+    """Return the SQL that computes the ``sma_cross`` signals over the lake's ``bars``.
 
-    The text is ``tickwise/lake/sql/sma_cross.sql`` with its parameters filled in.
+    The text is ``tickwise/lake/sql/sma_cross.sql`` with its parameters filled in; ``where``
+    is a SQL condition on the bars (e.g. ``symbol = 'AAPL'``). The result has the columns of
+    the ``signals`` table and the same rows as `tickwise.signals.sma_cross_signals`.
 
     Examples
     --------
@@ -143,13 +146,21 @@ def sma_cross_sql(*, fast: int = 9, slow: int = 21, volume_window: int = 20,
             raise InputError(f"{name} must be an integer >= 1, was {value!r}")
     if fast >= slow:
         raise InputError(f"fast must be < slow, was fast={fast}, slow={slow}")
-    if not volume_factor > 0:
-        raise InputError(f"volume_factor must be > 0, was {volume_factor!r}")
+    if not (math.isfinite(volume_factor) and volume_factor >= 0):
+        raise InputError(f"volume_factor must be finite and >= 0, was {volume_factor!r}")
+    warmup = max(slow, volume_window)
     text = resources.files("tickwise.lake").joinpath("sql/sma_cross.sql").read_text()
-    return (
-        text.replace("{fast}", str(fast))
-        .replace("{slow}", str(slow))
-        .replace("{volume_window}", str(volume_window))
-        .replace("{volume_factor}", repr(float(volume_factor)))
-        .replace("{where}", where)
-    )
+    values = {
+        "{fast}": str(fast),
+        "{slow}": str(slow),
+        "{volume_window}": str(volume_window),
+        "{volume_factor_text}": f"{float(volume_factor):g}",
+        # a DOUBLE literal, so the products are computed as in the Python rule
+        "{volume_factor}": f"CAST({float(volume_factor)!r} AS DOUBLE)",
+        "{warmup_bars}": str(warmup + 1),
+        "{warmup}": str(warmup),
+        "{where}": where,
+    }
+    for name, value in values.items():
+        text = text.replace(name, value)
+    return text

@@ -81,11 +81,6 @@ def write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind:
     fs = location.filesystem
     uid = uuid.uuid4().hex[:16]
     tmp = location.join(TMP_DIR, f"{uid}.parquet")
-    fs.create_dir(directory, recursive=True)
-    os.makedirs(location.join(TMP_DIR), exist_ok=True)
-    marker = location.join(TMP_DIR, "x.parquet")
-    open(marker, "wb").close()
-    tmp = f"{directory}/{file_name(kind, seq if seq is not None else time.time_ns(), uid)}"
     if location.is_local:
         os.makedirs(location.join(TMP_DIR), exist_ok=True)
         with open(tmp, "wb") as fh:
@@ -96,8 +91,7 @@ def write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind:
         pq.write_table(table, tmp, filesystem=fs, compression=compression)
     fs.create_dir(directory, recursive=True)
     final = f"{directory}/{file_name(kind, seq if seq is not None else time.time_ns(), uid)}"
-    os.remove(marker)
-    return tmp
+    fs.move(tmp, final)
     return final
 
 
@@ -166,7 +160,7 @@ class LakeWriter:
             self._rows -= table.num_rows
             if self.compact_files > 0:
                 compact(self.location, spec, partitions=parts.keys(), min_files=self.compact_files + 1,
-                        compression=self.compression)
+                        compression=self.compression, threads=self.threads)
         return written
 
 
@@ -197,7 +191,7 @@ def _dedupe(spec: DatasetSpec, table: pa.Table) -> pa.Table:
 
 def compact(location: LakeLocation, spec: DatasetSpec, *,
             partitions: Iterable[tuple[str, str]] | None = None, min_files: int = 2,
-            compression: str = "zstd") -> CompactionResult:
+            compression: str = "zstd", threads: int = 8) -> CompactionResult:
     """Merge each partition with at least ``min_files`` visible files into one file.
 
     Rows are de-duplicated by the dataset's key (the last written wins) and sorted by time.
@@ -211,26 +205,30 @@ def compact(location: LakeLocation, spec: DatasetSpec, *,
     for f in visible(files):
         if wanted is None or f.partition in wanted:
             by_partition.setdefault(f.partition, []).append(f)
-    n_parts = files_in = rows_in = rows_out = files_out = 0
-    for (date, symbol), group in by_partition.items():
-        if len(group) < max(min_files, 2):
-            continue
-        group.sort(key=lambda f: (f.seq, f.path))
-        tables = [_read_file(fs, f.path) for f in group]
-        merged = pa.concat_tables(tables, promote_options="permissive")
+    target = spec.file_schema()
+
+    def merge(item: tuple[tuple[str, str], list[DataFile]]) -> tuple[int, int, int]:
+        (date, symbol), group = item
+        group = sorted(group, key=lambda f: (f.seq, f.path))
+        merged = pa.concat_tables([_read_file(fs, f.path) for f in group], promote_options="permissive")
         out = _dedupe(spec, merged)
-        target = spec.file_schema()
         out = out.cast(target if target is not None else _plain(out.schema))
+        # the output takes its newest input's seq: it hides exactly its inputs
         write_file(location, f"{base}/{partition_dir(date, symbol)}", out, kind="compact",
                    seq=group[-1].seq, compression=compression)
-        n_parts += 1
-        files_in += len(group)
-        files_out += 1
-        rows_in += merged.num_rows
-        rows_out += out.num_rows
+        return len(group), merged.num_rows, out.num_rows
+
+    todo = [(k, g) for k, g in by_partition.items() if len(g) >= max(min_files, 2)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        done = list(pool.map(merge, todo))
+    n_parts, files_out = len(done), len(done)
+    files_in = sum(d[0] for d in done)
+    rows_in = sum(d[1] for d in done)
+    rows_out = sum(d[2] for d in done)
     stale = [f for f in superseded(list_files(fs, base)) if wanted is None or f.partition in wanted]
-    for f in stale:
-        fs.delete_file(f.path)
+    if stale:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(lambda f: fs.delete_file(f.path), stale))
     return CompactionResult(n_parts, files_in, files_out, rows_in, rows_out, len(stale))
 
 

@@ -200,8 +200,9 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
             "Read routes need no key. Routes that change state need the header `X-API-Key` "
             "equal to the `TICKWISE_API_KEY` setting. Times are UTC (RFC 3339); a bar is "
             "labelled by the start of its window. The live stream is a WebSocket at "
-            "`/api/v1/stream?symbols=AAPL,MSFT&timeframes=1s&kinds=bar,forecast`, one JSON "
-            "object per event: `{\"type\": \"bar\", \"topic\": \"bars.1s\", \"data\": {...}}`."
+            "`/api/v1/stream?symbols=AAPL,MSFT&timeframes=1s&kinds=bar,forecast`: a `hello` "
+            "object, then messages that are JSON arrays of events such as "
+            "`{\"type\": \"bar\", \"topic\": \"bars.1s\", \"data\": {...}}`."
         ),
         lifespan=lifespan,
     )
@@ -262,7 +263,7 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-            with contextlib.suppress(RuntimeError):
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
                 await websocket.close()
 
     return app

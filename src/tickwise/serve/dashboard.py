@@ -16,10 +16,17 @@ import httpx
 import streamlit as st
 
 from tickwise.serve.charts import candle_figure, parse_ts
+from tickwise.timeframes import timeframe_ns
 
 _CSS = """
 <style>
-  .block-container {padding-top: 1.2rem; padding-bottom: 1rem; max-width: 100%;}
+  .block-container {padding-top: 3.2rem; padding-bottom: 1rem; max-width: 100%;}
+  header[data-testid="stHeader"] {background: transparent; height: 2.4rem;}
+  [data-testid="stToolbar"] {visibility: hidden;}
+  .tw-title {font-size: 1.25rem; font-weight: 650; margin-bottom: 0.4rem;}
+  .tw-title .live {display:inline-block; font-size: 0.7rem; font-weight: 600; color: #0e1117;
+                   background: #26a69a; border-radius: 4px; padding: 1px 6px; margin-left: 8px;
+                   vertical-align: middle;}
   [data-testid="stMetric"] {background: #161b26; border: 1px solid #232a3a; border-radius: 10px;
                             padding: 10px 14px;}
   [data-testid="stMetricLabel"] p {color: #8b94a7; font-size: 0.78rem; text-transform: uppercase;
@@ -92,7 +99,7 @@ def sidebar(api: str) -> tuple[str | None, str | None, int, dict[str, bool]]:
         st.sidebar.info("No bars yet: start the pipeline (tickwise up) or import a file.")
         return None, None, 120, {}
     symbol = st.sidebar.selectbox("Instrument", symbols, key="symbol")
-    frames = [s["timeframe"] for s in series if s["symbol"] == symbol]
+    frames = sorted((s["timeframe"] for s in series if s["symbol"] == symbol), key=timeframe_ns)
     timeframe = st.sidebar.selectbox("Timeframe", frames, key="timeframe") if frames else None
     n = st.sidebar.slider("Bars shown", min_value=30, max_value=500, value=120, step=10, key="bars")
     st.sidebar.markdown("**Overlays**")
@@ -115,10 +122,13 @@ def chart(api: str, symbol: str, timeframe: str | None, n: int, layers: dict[str
     signals = _get(api, f"/api/v1/signals/{symbol}", timeframe=timeframe, limit=200) or [] if layers.get("signals") else []
     anomalies = _get(api, "/api/v1/anomalies", symbol=symbol, timeframe=timeframe, limit=200) or [] if layers.get("anomalies") else []
     last, prev = bars[-1], bars[-2] if len(bars) > 1 else bars[-1]
+    st.markdown(f'<div class="tw-title">{html.escape(symbol)} <span style="color:#8b94a7;font-weight:400">'
+                f'· {html.escape(last["timeframe"])} bars</span><span class="live">LIVE</span></div>',
+                unsafe_allow_html=True)
     change = (last["close"] / prev["close"] - 1.0) * 100 if prev["close"] else 0.0
     shown = bars[-n:]
     c1, c2, c3, c4, c5 = st.columns(5)
-    c1.metric(f"{symbol} · {last['timeframe']}", _fmt_price(last["close"]), f"{change:+.2f}%")
+    c1.metric("Last price", _fmt_price(last["close"]), f"{change:+.2f}%")
     c2.metric("Range (shown)", f"{min(b['low'] for b in shown):,.2f} – {max(b['high'] for b in shown):,.2f}")
     c3.metric("Volume (last bar)", f"{last['volume']:,.0f}")
     nxt = next((f for f in reversed(forecasts) if parse_ts(f["ts"]) > parse_ts(last["ts"])), None)

@@ -69,6 +69,11 @@ def to_records(table: pa.Table) -> list[dict[str, Any]]:
     >>> to_records(pa.table({"x": [1.0, float("nan")]}))
     [{'x': 1.0}, {'x': None}]
     """
+    for i, f in enumerate(table.schema):
+        # nanosecond timestamps come out of Arrow as pandas objects; microseconds as datetimes
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
+            table = table.set_column(i, f.name, table.column(i).cast(pa.timestamp("us", tz=f.type.tz or "UTC"),
+                                                                    safe=False))
     rows = table.to_pylist()
     floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     if floats:

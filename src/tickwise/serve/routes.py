@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 from prometheus_client import REGISTRY
 
 from tickwise.exceptions import InputError, NotFoundError
@@ -22,6 +23,7 @@ from tickwise.serve.api import ServeState, encode
 from tickwise.serve.records import SYMBOL_PATTERN, check_symbol, to_ns, to_records
 from tickwise.serve.scoring import score_series
 from tickwise.store.base import TABLES
+from tickwise.timeframes import timeframe_ns
 
 Symbol = Annotated[str, Path(pattern=SYMBOL_PATTERN, description="instrument, e.g. AAPL")]
 Timeframe = Annotated[str | None, Query(max_length=8, description="1s, 1m, 5m, 1h, 1d...; default: the symbol's shortest")]
@@ -52,22 +54,23 @@ def data_router(state: ServeState) -> APIRouter:
     router = APIRouter(prefix="/api/v1", responses=_ERRORS)
     reader = state.reader
 
-    def cached(key: tuple[Any, ...], build: Any) -> Response:
+    async def cached(key: tuple[Any, ...], build: Any) -> Response:
+        # a hit is answered on the event loop; a miss reads the warehouse in the thread pool
         body = state.cache.get(key)
         if body is None:
-            body = encode(build())
+            body = await run_in_threadpool(lambda: encode(build()))
             state.cache.put(key, body)
         return _json(body)
 
-    def series_rows(table: str, symbol: str, timeframe: str | None, start: dt.datetime | None,
-                    end: dt.datetime | None, limit: int) -> Response:
+    async def series_rows(table: str, symbol: str, timeframe: str | None, start: dt.datetime | None,
+                          end: dt.datetime | None, limit: int) -> Response:
         check_symbol(symbol)
         start_ns, end_ns = to_ns(start), to_ns(end)
         if timeframe is not None:
-            state.timeframe_for(symbol, timeframe)
+            timeframe_ns(timeframe)
         key = (table, symbol, timeframe, start_ns, end_ns, limit)
-        return cached(key, lambda: reader.rows(table, symbol=symbol, timeframe=timeframe,
-                                               start_ns=start_ns, end_ns=end_ns, limit=limit))
+        return await cached(key, lambda: reader.rows(table, symbol=symbol, timeframe=timeframe,
+                                                     start_ns=start_ns, end_ns=end_ns, limit=limit))
 
     @router.get("/health", response_model=schemas.HealthOut, tags=["status"])
     def health() -> Response:
@@ -100,41 +103,40 @@ def data_router(state: ServeState) -> APIRouter:
         return _json(encode(state.catalog()))
 
     @router.get("/bars/{symbol}", response_model=list[schemas.BarOut], tags=["data"])
-    def bars(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
-             limit: Limit = 500) -> Response:
+    async def bars(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
+                   limit: Limit = 500) -> Response:
         """Return the newest ``limit`` bars of a symbol in ``[start, end)``, oldest first."""
-        tf = state.timeframe_for(symbol, timeframe)
         start_ns, end_ns = to_ns(start), to_ns(end)
-        key = ("bars", symbol, tf, start_ns, end_ns, limit)
-        body = state.cache.get(key)
-        if body is None:
+
+        def build() -> list[dict[str, Any]]:
+            tf = state.timeframe_for(symbol, timeframe)
             table = state.warehouse.bars(symbol, tf, start_ts=start_ns, end_ts=end_ns, last=limit)
             if table.num_rows == 0:
                 state.require_symbol(symbol)
-            body = encode(to_records(table))
-            state.cache.put(key, body)
-        return _json(body)
+            return to_records(table)
+
+        return await cached(("bars", symbol, timeframe, start_ns, end_ns, limit), build)
 
     @router.get("/signals/{symbol}", response_model=list[schemas.RowOut], tags=["analytics"])
-    def signals(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
-                limit: Limit = 100) -> Response:
+    async def signals(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
+                      limit: Limit = 100) -> Response:
         """Return the newest buy/sell/hold signals of a symbol (empty until a rule has run)."""
-        return series_rows("signals", symbol, timeframe, start, end, limit)
+        return await series_rows("signals", symbol, timeframe, start, end, limit)
 
     @router.get("/forecasts/{symbol}", response_model=list[schemas.RowOut], tags=["analytics"])
-    def forecasts(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
-                  limit: Limit = 100) -> Response:
+    async def forecasts(symbol: Symbol, timeframe: Timeframe = None, start: Start = None, end: End = None,
+                        limit: Limit = 100) -> Response:
         """Return the newest next-bar forecasts of a symbol, with their intervals."""
-        return series_rows("forecasts", symbol, timeframe, start, end, limit)
+        return await series_rows("forecasts", symbol, timeframe, start, end, limit)
 
     @router.get("/anomalies", response_model=list[schemas.RowOut], tags=["analytics"])
-    def anomalies(symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN)] = None,
-                  timeframe: Timeframe = None, start: Start = None, end: End = None,
-                  limit: Limit = 100) -> Response:
+    async def anomalies(symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN)] = None,
+                        timeframe: Timeframe = None, start: Start = None, end: End = None,
+                        limit: Limit = 100) -> Response:
         """Return the newest anomalies, of one symbol or all."""
         start_ns, end_ns = to_ns(start), to_ns(end)
         key = ("anomalies", symbol, timeframe, start_ns, end_ns, limit)
-        return cached(key, lambda: reader.rows("anomalies", symbol=symbol, timeframe=timeframe,
+        return await cached(key, lambda: reader.rows("anomalies", symbol=symbol, timeframe=timeframe,
                                                start_ns=start_ns, end_ns=end_ns, limit=limit))
 
     @router.post("/anomalies", response_model=schemas.ScoreOut, tags=["analytics"],
@@ -178,12 +180,12 @@ def data_router(state: ServeState) -> APIRouter:
                              "truncated": truncated}))
 
     @router.get("/accuracy/{symbol}", response_model=schemas.AccuracyOut, tags=["analytics"])
-    def accuracy(symbol: Symbol, timeframe: Timeframe = None,
-                 window: Annotated[int, Query(ge=2, le=5000)] = 200) -> Response:
+    async def accuracy(symbol: Symbol, timeframe: Timeframe = None,
+                       window: Annotated[int, Query(ge=2, le=5000)] = 200) -> Response:
         """Compare the latest forecasts with the bars that closed, and with the random walk."""
-        tf = state.timeframe_for(symbol, timeframe)
 
         def build() -> dict[str, Any]:
+            tf = state.timeframe_for(symbol, timeframe)
             fc = reader.table("forecasts", symbol=symbol, timeframe=tf, limit=window * 4)
             if fc.num_rows == 0 or "close" not in fc.column_names:
                 return {"symbol": symbol, "timeframe": tf, "models": []}
@@ -191,17 +193,17 @@ def data_router(state: ServeState) -> APIRouter:
             models = score_forecasts(_frame(bars), _frame(fc))
             return {"symbol": symbol, "timeframe": tf, "models": models}
 
-        return cached(("accuracy", symbol, tf, window), build)
+        return await cached(("accuracy", symbol, timeframe, window), build)
 
     @router.get("/stats", response_model=schemas.StatsOut, tags=["status"])
-    def stats() -> Response:
+    async def stats() -> Response:
         """Pipeline health: ticks/s, bus lag, dead letters, bar latency, warehouse totals."""
-        return cached(("stats",), lambda: _stats(state))
+        return await cached(("stats",), lambda: _stats(state))
 
     @router.get("/alerts", response_model=list[schemas.AlertOut], tags=["status"])
-    def alerts(limit: Limit = 50) -> Response:
+    async def alerts(limit: Limit = 50) -> Response:
         """Return recent alerts: anomalies found and pipeline conditions worth a look."""
-        return cached(("alerts", limit), lambda: _alerts(state, limit))
+        return await cached(("alerts", limit), lambda: _alerts(state, limit))
 
     return router
 

@@ -39,6 +39,7 @@ def dashboard_command(*, api_url: str, host: str, port: int, refresh_s: float = 
         "--server.address", host,
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
+        "--client.toolbarMode", "viewer",
         "--theme.base", "dark",
         "--theme.primaryColor", "#26a69a",
         "--",

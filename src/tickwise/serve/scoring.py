@@ -2,8 +2,9 @@
 
 The built-in ``zscore`` detector is a trailing band: each point is compared with the mean
 and standard deviation of the ``window`` points before it (never after, so a score does not
-change when later points arrive). Other detector names are looked up in `tickwise.anomaly`
-when that package provides them (imported only when asked for).
+change when later points arrive). ``ewma``, ``iforest`` and ``autoencoder`` come from
+`tickwise.anomaly` (imported only when asked for); their threshold is in their own score
+units and their explanations are theirs.
 """
 
 from __future__ import annotations
@@ -103,16 +104,19 @@ def _score_with_package(x: np.ndarray, *, detector: str, window: int, threshold:
         package = importlib.import_module("tickwise.anomaly")
     except ImportError:
         package = None
-    make = getattr(package, "make_detector", None) if package is not None else None
-    if make is None:
-        raise InputError(f"detector must be 'zscore' (tickwise.anomaly offers no others here), was {detector!r}")
-    try:
-        model = make(detector)
-    except (KeyError, ValueError) as exc:
-        raise InputError(f"detector must be zscore or one tickwise.anomaly knows, was {detector!r} ({exc})") from None
-    scores = np.asarray(model.fit(x).score(x), dtype=np.float64)
-    if scores.shape != x.shape:
-        raise InputError(f"detector {detector!r} returned {scores.shape[0]} scores for {x.size} values")
-    limit = float(getattr(model, "threshold_", threshold))
-    explanations = ["" if not s > limit else f"score {s:.3g} above threshold {limit:.3g}" for s in scores]
-    return SeriesScores(detector, scores, limit, explanations)
+    names = tuple(getattr(package, "DETECTORS", ()))
+    if package is None or detector not in names:
+        known = ", ".join(["zscore", *[n for n in names if n != "zscore"]])
+        raise InputError(f"detector must be one of {known}, was {detector!r}")
+    if x.size > 20_000:
+        raise InputError(f"values for detector {detector!r} must number at most 20000, was {x.size}")
+    spec = package.FeatureSpec.values(("value",))
+    model = package.make_detector(detector, spec=spec, window=window)
+    data = {"value": x}
+    scores = model.fit(data).score(data)
+    values = np.asarray(scores.score, dtype=np.float64)
+    explanations = [
+        model.explain(scores, i).text if np.isfinite(v) and v > threshold else ""
+        for i, v in enumerate(values)
+    ]
+    return SeriesScores(detector, values, threshold, explanations)

@@ -4,8 +4,9 @@ One thread polls ``Bus.read_latest`` on each topic (``bars.<tf>``, ``signals``,
 ``forecasts``, ``anomalies``) and keeps the newest entry id it has seen per topic, so each
 entry is decoded and encoded once and sent to every subscriber that wants it. The API never
 joins a consumer group: on the memory bus a lagging group would hold back producers, and a
-viewer must never slow the pipeline. A subscriber that cannot keep up loses its oldest
-events (counted), not the server's memory.
+viewer must never slow the pipeline. Each WebSocket message is a JSON array of the events
+one round found for that client. A subscriber that cannot keep up loses its oldest
+messages (counted), not the server's memory.
 """
 
 from __future__ import annotations
@@ -221,7 +222,13 @@ class StreamHub:
                            timeframe if isinstance(timeframe, str) else None, text)
 
     def _deliver(self, events: list[StreamEvent]) -> None:
+        # one message per subscriber and round: a JSON array of the events it wants, so a
+        # batch of closed bars costs one send per client, not one per bar
+        everything = "[" + ",".join(e.text for e in events) + "]"
         for sub in list(self._subs):
-            for event in events:
-                if sub.wants(event):
-                    sub.offer(event.text)
+            if sub.symbols is None and sub.timeframes is None and len(sub.kinds) == len(KINDS):
+                sub.offer(everything)
+                continue
+            wanted = [e.text for e in events if sub.wants(e)]
+            if wanted:
+                sub.offer("[" + ",".join(wanted) + "]")

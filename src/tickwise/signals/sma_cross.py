@@ -20,7 +20,9 @@ numbered from 0 in ``ts`` order:
   (= volume / volume_mean) before bar volume_window and where ``volume_mean`` is 0.
 
 `SmaCross` is the streaming form (one per series, fed bar by bar); `sma_cross_signals` is
-the batch form over a bars frame. Both give the same signals and reasons.
+the batch form over a bars frame. Both keep the window sums as running totals with the same
+order of rounding (`RunningSum`, `tickwise.indicators.batch.running_sum`), so they give the
+same signals, numbers and reasons to the last bit.
 
 Examples
 --------
@@ -41,8 +43,7 @@ import numpy as np
 import polars as pl
 
 from tickwise.indicators.base import check_period
-from tickwise.indicators.batch import rolling_sum
-from tickwise.indicators.streaming import SMA
+from tickwise.indicators.batch import running_sum
 
 RULE = "sma_cross"
 BUY, SELL, HOLD = "BUY", "SELL", "HOLD"
@@ -125,6 +126,47 @@ def decide(params: SmaCrossParams, *, index: int, fast: float, slow: float, prev
                   f"{p.volume_factor:g}x", state, ratio)
 
 
+class RunningSum:
+    """A window sum kept as a running total, bit-identical to `running_sum` in batch.
+
+    Examples
+    --------
+    >>> s = RunningSum(2)
+    >>> for x in [1.0, 2.0, 3.0]:
+    ...     s.update(x)
+    >>> s.total
+    5.0
+    """
+
+    __slots__ = ("_buf", "_carry", "_i", "_n", "period", "total")
+
+    def __init__(self, period: int) -> None:
+        self.period = check_period("period", period)
+        self._buf = [0.0] * period
+        self._i = 0
+        self._n = 0
+        self._carry = 0.0  # sum of the newest period-1 values
+        self.total = math.nan
+
+    def update(self, x: float) -> None:
+        total = self._carry + x
+        i = self._i
+        self._buf[i] = x
+        i += 1
+        if i == self.period:
+            i = 0
+        self._i = i
+        self._n += 1
+        if self._n >= self.period:
+            self.total = total
+            total -= self._buf[i]  # the oldest value of the window just closed
+        self._carry = total
+
+    @property
+    def is_ready(self) -> bool:
+        return self._n >= self.period
+
+
 class SmaCross:
     """Streaming ``sma_cross`` for one series: ``update(close, volume)``, then read ``value``.
 
@@ -144,9 +186,9 @@ class SmaCross:
 
     def reset(self) -> None:
         p = self.params
-        self._fast = SMA(p.fast)
-        self._slow = SMA(p.slow)
-        self._volume = SMA(p.volume_window, source="volume")
+        self._fast = RunningSum(p.fast)
+        self._slow = RunningSum(p.slow)
+        self._volume = RunningSum(p.volume_window)
         self._index = -1
         self._prev_state = 0
         self._value = SignalValue(HOLD, "no bars yet", None, None, None)
@@ -159,8 +201,8 @@ class SmaCross:
         self._fast.update(close)
         self._slow.update(close)
         self._index += 1
-        fast = self._fast.value if self._fast.is_ready else None
-        slow = self._slow.value if self._slow.is_ready else None
+        fast = self._fast.total / p.fast if self._fast.is_ready else None
+        slow = self._slow.total / p.slow if self._slow.is_ready else None
         if fast is None or slow is None:
             self._value = SignalValue(HOLD, f"warming up: {self._index + 1} of {p.warmup + 1} bars",
                                       fast, None, None)
@@ -212,10 +254,10 @@ def sma_cross_signals(bars: pl.DataFrame, *, fast: int = 9, slow: int = 21, volu
     lo = 0
     for length in lengths:
         hi = lo + length
-        fast_v[lo:hi] = rolling_sum(close[lo:hi], p.fast) / p.fast
-        slow_v[lo:hi] = rolling_sum(close[lo:hi], p.slow) / p.slow
+        fast_v[lo:hi] = running_sum(close[lo:hi], p.fast) / p.fast
+        slow_v[lo:hi] = running_sum(close[lo:hi], p.slow) / p.slow
         if length > p.volume_window:
-            vsum[lo + p.volume_window : hi] = rolling_sum(volume[lo:hi - 1], p.volume_window)[p.volume_window - 1 :]
+            vsum[lo + p.volume_window : hi] = running_sum(volume[lo:hi - 1], p.volume_window)[p.volume_window - 1 :]
         index[lo:hi] = np.arange(length)
         lo = hi
     band = TOUCH * np.abs(slow_v)

@@ -151,7 +151,7 @@ class DuckDBWarehouse(Warehouse):
                     raise ReadOnlyQueryError("only read-only statements are allowed") from None
                 raise InputError(f"SQL error: {str(exc).splitlines()[0]}") from None
             if max_rows is None:
-                return result.fetch_arrow_table()
+                return result.to_arrow_table()
             reader = result.fetch_record_batch(rows_per_batch=min(max_rows, 100_000))
             batches, n = [], 0
             for batch in reader:
@@ -177,7 +177,7 @@ class DuckDBWarehouse(Warehouse):
             cur = self._con.cursor()
         try:
             try:
-                return cur.execute(sql, params).fetch_arrow_table()
+                return cur.execute(sql, params).to_arrow_table()
             except duckdb.CatalogException:
                 return spec.arrow_schema.empty_table()
         finally:

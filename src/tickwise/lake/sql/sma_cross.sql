@@ -1,68 +1,84 @@
--- SMA({fast}) / SMA({slow}) crossover confirmed by volume, over the lake's bars.
+-- The sma_cross rule in SQL, over the lake's bars: SMA({fast}) crossing SMA({slow}),
+-- confirmed by volume, as BUY / SELL / HOLD per bar. It gives the same rows as the live
+-- and batch rule in tickwise.signals.sma_cross (whose docstring defines it):
 --
--- One row per bar with: the two moving averages (NULL during their warm-up), the average
--- volume of the previous {volume_window} bars, and the action:
---   BUY   SMA({fast}) crosses above SMA({slow}) on this bar (it was <= on the bar before)
---         and the bar's volume is above {volume_factor} x that average volume;
---   SELL  the same downwards (SMA({fast}) was >= and is now below);
---   HOLD  anything else: no cross, a cross without volume, or still warming up.
--- It gives the same actions as the live rule (tickwise.signals) on the same bars.
--- Run it with `tickwise lake signals`, or paste it into `tickwise lake query "..."`.
+--   fast, slow   mean close of the {fast} / {slow} bars ending at this bar (NULL in warm-up)
+--   state        +1 when fast - slow > 1e-9 * |slow|, -1 when below -1e-9 * |slow|, else 0
+--   confirmed    volume * {volume_window} > {volume_factor_text} * (sum of the volumes of the
+--                {volume_window} bars BEFORE this one), i.e. volume > {volume_factor_text} x their mean
+--   BUY          state goes from <= 0 (previous bar) to +1, confirmed
+--   SELL         state goes from >= 0 to -1, confirmed
+--   HOLD         everything else; the first {warmup} bars of a series are warm-up
+--
+-- Run it with `tickwise lake signals` (which fills the parameters), or paste it into
+-- `tickwise lake query "..."`.
 WITH bars_in AS (
     SELECT symbol, timeframe, ts, close, volume
     FROM bars
     WHERE {where}
 ),
-averaged AS (
+windowed AS (
     SELECT
         symbol, timeframe, ts, close, volume,
-        row_number() OVER w AS n,
-        avg(close) OVER (w ROWS BETWEEN {fast} - 1 PRECEDING AND CURRENT ROW) AS fast_avg,
-        avg(close) OVER (w ROWS BETWEEN {slow} - 1 PRECEDING AND CURRENT ROW) AS slow_avg,
-        avg(volume) OVER (w ROWS BETWEEN {volume_window} PRECEDING AND 1 PRECEDING) AS vol_avg
+        row_number() OVER w - 1 AS idx,
+        CASE WHEN row_number() OVER w >= {fast}
+             THEN sum(close) OVER (w ROWS BETWEEN {fast} - 1 PRECEDING AND CURRENT ROW) / {fast} END AS fast,
+        CASE WHEN row_number() OVER w >= {slow}
+             THEN sum(close) OVER (w ROWS BETWEEN {slow} - 1 PRECEDING AND CURRENT ROW) / {slow} END AS slow,
+        CASE WHEN row_number() OVER w > {volume_window}
+             THEN sum(volume) OVER (w ROWS BETWEEN {volume_window} PRECEDING AND 1 PRECEDING) END AS volume_sum
     FROM bars_in
     WINDOW w AS (PARTITION BY symbol, timeframe ORDER BY ts)
 ),
-smoothed AS (
-    SELECT
-        symbol, timeframe, ts, close, volume,
-        CASE WHEN n >= {fast} THEN fast_avg END AS sma_fast,
-        CASE WHEN n >= {slow} THEN slow_avg END AS sma_slow,
-        CASE WHEN n > {volume_window} THEN vol_avg END AS volume_avg
-    FROM averaged
-),
-crossed AS (
+stated AS (
     SELECT
         *,
-        lag(sma_fast) OVER w AS prev_fast,
-        lag(sma_slow) OVER w AS prev_slow
-    FROM smoothed
-    WINDOW w AS (PARTITION BY symbol, timeframe ORDER BY ts)
+        CASE WHEN fast - slow > 1e-9 * abs(slow) THEN 1
+             WHEN fast - slow < -1e-9 * abs(slow) THEN -1
+             ELSE 0 END AS state,
+        volume_sum / {volume_window} AS volume_mean
+    FROM windowed
 ),
 judged AS (
     SELECT
         *,
-        coalesce(prev_fast <= prev_slow AND sma_fast > sma_slow, FALSE) AS cross_up,
-        coalesce(prev_fast >= prev_slow AND sma_fast < sma_slow, FALSE) AS cross_down,
-        coalesce(volume > {volume_factor} * volume_avg, FALSE) AS volume_confirmed
-    FROM crossed
+        coalesce(lag(state) OVER (PARTITION BY symbol, timeframe ORDER BY ts), 0) AS prev_state,
+        coalesce(volume * {volume_window} > {volume_factor} * volume_sum, FALSE) AS confirmed,
+        CASE WHEN volume_mean > 0 THEN volume / volume_mean END AS volume_ratio
+    FROM stated
+),
+crossed AS (
+    SELECT
+        *,
+        CASE WHEN prev_state <= 0 AND state = 1 THEN 'above'
+             WHEN prev_state >= 0 AND state = -1 THEN 'below' END AS direction,
+        'SMA{fast} ' || format('{:.6g}', fast) AS fast_text,
+        'SMA{slow} ' || format('{:.6g}', slow) AS slow_text,
+        CASE WHEN volume_ratio IS NOT NULL
+             THEN 'volume ' || format('{:.1f}', volume_ratio) || 'x its {volume_window}-bar mean'
+             ELSE 'volume ' || format('{:.6g}', volume) || ' against a zero {volume_window}-bar mean'
+        END AS volume_text
+    FROM judged
 )
 SELECT
-    symbol, timeframe, ts, close, volume, sma_fast, sma_slow, volume_avg,
-    CASE
-        WHEN cross_up AND volume_confirmed THEN 'BUY'
-        WHEN cross_down AND volume_confirmed THEN 'SELL'
-        ELSE 'HOLD'
-    END AS action,
-    CASE
-        WHEN (cross_up OR cross_down) AND volume_confirmed THEN
-            'SMA({fast}) crossed ' || CASE WHEN cross_up THEN 'above' ELSE 'below' END
-            || ' SMA({slow}) with volume ' || round(volume / volume_avg, 2) || 'x its {volume_window}-bar average'
-        WHEN cross_up OR cross_down THEN
-            'SMA({fast}) crossed ' || CASE WHEN cross_up THEN 'above' ELSE 'below' END
-            || ' SMA({slow}) without volume confirmation'
-        WHEN sma_slow IS NULL OR prev_slow IS NULL THEN 'warming up'
-        ELSE 'no crossover'
-    END AS reason
-FROM judged
+    symbol,
+    timeframe,
+    ts,
+    'sma_cross' AS rule,
+    CASE WHEN idx >= {warmup} AND direction = 'above' AND confirmed THEN 'BUY'
+         WHEN idx >= {warmup} AND direction = 'below' AND confirmed THEN 'SELL'
+         ELSE 'HOLD' END AS signal,
+    CASE WHEN idx < {warmup} THEN 'warming up: ' || (idx + 1) || ' of {warmup_bars} bars'
+         WHEN direction IS NULL THEN 'no cross: ' || fast_text || ' '
+              || CASE state WHEN 1 THEN 'above' WHEN -1 THEN 'below' ELSE 'touching' END
+              || ' ' || slow_text
+         WHEN confirmed THEN fast_text || ' crossed ' || direction || ' ' || slow_text || '; ' || volume_text
+         ELSE fast_text || ' crossed ' || direction || ' ' || slow_text || ' but ' || volume_text
+              || ' is not above {volume_factor_text}x'
+    END AS reason,
+    close AS price,
+    fast,
+    slow,
+    CASE WHEN idx >= {volume_window} THEN volume_ratio END AS volume_ratio
+FROM crossed
 ORDER BY symbol, timeframe, ts

@@ -1,0 +1,233 @@
+"""Commands of the anomaly area: detect, anomalies, evaluate-anomaly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tickwise.exceptions import DataError, InputError
+
+#: The real series `evaluate-anomaly` uses by default (they ship beside the repository).
+SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+_TIME_NAMES = ("timestamp", "datetime", "date", "time", "ts", "")
+
+
+def _read_values(path: Path, column: str | None) -> tuple[Any, Any, list[str]]:
+    """A plain CSV: (timestamps as strings, frame, value columns)."""
+    import polars as pl
+
+    try:
+        frame = pl.read_csv(path, infer_schema_length=10000)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: expected a CSV of timestamp + values, could not read it ({exc})") from None
+    if frame.width < 2:
+        raise InputError(f"{path}: expected a timestamp column and at least one value column, was {frame.columns}")
+    time_col = next((c for c in frame.columns if c.strip().lower() in _TIME_NAMES), frame.columns[0])
+    if column is not None:
+        if column not in frame.columns:
+            raise InputError(f"--column must be a column of {path.name} ({', '.join(frame.columns)}), was {column!r}")
+        columns = [column]
+    else:
+        columns = [c for c in frame.columns if c != time_col and frame[c].dtype.is_numeric()]
+    if not columns:
+        raise InputError(f"{path}: expected at least one numeric value column, was none in {frame.columns}")
+    for c in columns:
+        frame = frame.with_columns(pl.col(c).cast(pl.Float64, strict=False))
+        bad = frame[c].null_count()
+        if bad:
+            raise DataError(f"{path}: column {c!r} must be numeric, was {bad} empty or non-numeric values")
+    return frame[time_col].cast(pl.Utf8), frame, columns
+
+
+def _is_bars(path: Path) -> bool:
+    with path.open("r", errors="replace") as fh:
+        header = fh.readline().lower()
+    names = {h.strip().strip('"') for h in header.split(",")}
+    return {"open", "high", "low", "close"} <= names or {"o", "h", "l", "c"} <= names
+
+
+def format_table(rows: list[dict[str, object]], cols: list[str]) -> str:
+    """A plain Markdown table (also readable in a terminal).
+
+    Examples
+    --------
+    >>> print(format_table([{"a": 1, "b": "x"}], ["a", "b"]))
+    | a | b |
+    |---|---|
+    | 1 | x |
+    """
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("detect")
+    def detect(
+        data: Annotated[Path, typer.Option("--data", help="CSV of timestamp + value(s), or an OHLCV bar file")],
+        out: Annotated[Path, typer.Option("--out", help="Where to write timestamp,score,threshold,is_anomaly,explanation")],
+        detector: Annotated[str, typer.Option("--detector", help="zscore | ewma | iforest | autoencoder")] = "zscore",
+        column: Annotated[str | None, typer.Option("--column", help="Score only this value column")] = None,
+        symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol of a multi-symbol bar file")] = None,
+        window: Annotated[int, typer.Option("--window", help="Band window in rows", min=5)] = 60,
+        false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate", help="Target share of normal rows flagged")] = 1e-3,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+    ) -> None:
+        """Score every row of a series; one output row per input row."""
+        import numpy as np
+        import polars as pl
+
+        from tickwise.anomaly import (
+            DETECTORS,
+            FeatureSpec,
+            Schedule,
+            ThresholdSettings,
+            make_detector,
+            tail_thresholds,
+        )
+
+        if detector not in DETECTORS:
+            raise InputError(f"--detector must be one of {', '.join(DETECTORS)}, was {detector!r}")
+        if not data.exists():
+            raise InputError(f"--data must be an existing file, was {str(data)!r} (no such file)")
+        try:
+            thresholds = ThresholdSettings(q=false_alarm_rate)
+        except ValueError as exc:
+            raise InputError(f"--false-alarm-rate: {exc}") from None
+        parts: list[tuple[str | None, Any, Any, FeatureSpec]] = []
+        if _is_bars(data) and column is None:
+            from tickwise.sources.files import read_bars
+
+            bars = read_bars(data)
+            if symbol is not None:
+                bars = bars.filter(pl.col("symbol") == symbol)
+                if bars.height == 0:
+                    raise InputError(f"--symbol must be a symbol of {data.name}, was {symbol!r}")
+            for (sym,), part in bars.group_by(["symbol"], maintain_order=True):
+                part = part.sort("ts")
+                stamps = part["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ")
+                parts.append((str(sym), stamps, part, FeatureSpec.bars()))
+        else:
+            stamps, frame, columns = _read_values(data, column)
+            parts.append((None, stamps, frame, FeatureSpec.values(columns)))
+        outputs = []
+        flagged = 0
+        for sym, stamps, frame, spec in parts:
+            n = frame.height
+            if n < 30:
+                raise DataError(f"{data.name}: need at least 30 rows to score, was {n}")
+            schedule = Schedule(min_train=max(10, min(500, n // 3)), refit_every=1000, max_train=5000)
+            det = make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule, seed=seed)
+            scores = det.score(frame)
+            th = tail_thresholds(scores.score, ThresholdSettings(q=thresholds.q, min_scores=min(200, max(20, n // 5)),
+                                                                 window=thresholds.window))
+            is_anom = scores.score > th
+            flagged += int(is_anom.sum())
+            expl = [det.explain(scores, i).text if is_anom[i] else "" for i in range(n)]
+            cols = {"timestamp": stamps, "score": scores.score, "threshold": np.where(np.isinf(th), np.nan, th),
+                    "is_anomaly": is_anom, "explanation": expl}
+            df = pl.DataFrame(cols).with_columns(pl.col("score").fill_nan(None), pl.col("threshold").fill_nan(None))
+            if sym is not None:
+                df = df.with_columns(pl.lit(sym).alias("symbol")).select("timestamp", "symbol", "score", "threshold", "is_anomaly", "explanation")
+            outputs.append(df)
+        result = pl.concat(outputs)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.write_csv(out)
+        typer.echo(f"scored {result.height} rows with {detector}: {flagged} anomalies -> {out}")
+
+    @app.command("anomalies")
+    def anomalies(
+        symbol: Annotated[str, typer.Argument(help="Symbol to show")],
+        last: Annotated[int, typer.Option("--last", help="How many of the newest anomalies", min=1)] = 20,
+        as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines")] = False,
+    ) -> None:
+        """Print the newest anomalies of a symbol from the warehouse."""
+        import polars as pl
+
+        from tickwise.anomaly import tables  # noqa: F401
+        from tickwise.config import load_settings
+        from tickwise.store import open_warehouse
+
+        settings = load_settings()
+        warehouse = open_warehouse(settings.warehouse_url, read_only=True)
+        try:
+            table = pl.from_arrow(warehouse.read("anomalies", where={"symbol": symbol}, last=last))
+        finally:
+            warehouse.close()
+        if table.height == 0:
+            typer.echo(f"no anomalies for {symbol} in {settings.warehouse_url}")
+            return
+        if as_json:
+            for row in table.iter_rows(named=True):
+                typer.echo(json.dumps(row, default=str))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        view = Table(title=f"anomalies of {symbol} (newest {table.height})")
+        for c in ("ts", "timeframe", "detector", "kind", "score", "threshold", "explanation"):
+            view.add_column(c)
+        for r in table.iter_rows(named=True):
+            view.add_row(str(r["ts"]), r["timeframe"], r["detector"], r["kind"], f"{r['score']:.3g}",
+                         f"{r['threshold']:.3g}", r["explanation"])
+        Console().print(view)
+
+    @app.command("evaluate-anomaly")
+    def evaluate_anomaly(
+        data: Annotated[list[Path] | None, typer.Option("--data", help="Bar files (default: every file in ../shared/data)")] = None,
+        detectors: Annotated[str, typer.Option("--detectors", help="Comma-separated detectors")] = "zscore,ewma,iforest,autoencoder",
+        kinds: Annotated[str | None, typer.Option("--kinds", help="Comma-separated kinds (default: all five)")] = None,
+        rate: Annotated[float, typer.Option("--rate", help="Injected events per bar")] = 0.01,
+        false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate")] = 1e-3,
+        magnitude: Annotated[str, typer.Option("--magnitude", help="LOW,HIGH size in robust sigmas")] = "6,10",
+        seed: Annotated[int, typer.Option("--seed")] = 7,
+        json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here")] = None,
+    ) -> None:
+        """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
+        from tickwise.anomaly import DETECTORS
+        from tickwise.anomaly.evaluate import evaluate
+        from tickwise.anomaly.inject import KINDS
+        from tickwise.sources.files import read_bars
+
+        names = [d.strip() for d in detectors.split(",") if d.strip()]
+        for d in names:
+            if d not in DETECTORS:
+                raise InputError(f"--detectors must name {', '.join(DETECTORS)}, was {d!r}")
+        kind_list = [k.strip() for k in kinds.split(",")] if kinds else list(KINDS)
+        for k in kind_list:
+            if k not in KINDS:
+                raise InputError(f"--kinds must name {', '.join(KINDS)}, was {k!r}")
+        try:
+            lo, hi = (float(v) for v in magnitude.split(","))
+        except ValueError:
+            raise InputError(f"--magnitude must look like 6,10, was {magnitude!r}") from None
+        files = data or sorted(p for p in SHARED_DATA.glob("*.csv"))
+        if not files:
+            raise InputError(f"no bar files given and none found in {SHARED_DATA}")
+        series = []
+        seen: set[tuple[str, int, float]] = set()
+        for f in files:
+            bars = read_bars(f)
+            for (_sym,), part in bars.group_by(["symbol"], maintain_order=True):
+                part = part.sort("ts")
+                sig = (str(part["ts"][0]), part.height, float(part["close"].sum()))
+                if sig in seen:
+                    continue
+                seen.add(sig)
+                series.append(part)
+        if not series:
+            raise DataError("no series to evaluate")
+        report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
+                          magnitude=(lo, hi), seed=seed)
+        cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
+                "mean_delay_bars", "false_alarms_per_1000_bars"]
+        typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {len(series)} series, "
+                   f"target false-alarm rate {false_alarm_rate:g}")
+        typer.echo(format_table(report.rows, cols))
+        if json_out is not None:
+            json_out.parent.mkdir(parents=True, exist_ok=True)
+            json_out.write_text(json.dumps(report.to_dict(), indent=2))
+            typer.echo(f"wrote {json_out}")

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+from tests.conftest import shared_file
+from typer.testing import CliRunner
+
+from tickwise.cli import app
+from tickwise.exceptions import InputError
+
+
+def test_detect_value_csv_one_row_per_input_and_flags_spike(tmp_path):
+    rng = np.random.default_rng(0)
+    v = 50 + rng.normal(0, 2, 600)
+    v[500] = 95.0
+    src = tmp_path / "cpu.csv"
+    pl.DataFrame({"timestamp": [f"2024-01-01T{i // 60:02d}:{i % 60:02d}:00" for i in range(600)], "cpu": v}).write_csv(src)
+    out = tmp_path / "scores.csv"
+    result = CliRunner().invoke(app, ["detect", "--data", str(src), "--detector", "zscore", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pl.read_csv(out)
+    assert scores.columns == ["timestamp", "score", "threshold", "is_anomaly", "explanation"]
+    assert scores.height == 600
+    assert scores["is_anomaly"][500] and "cpu" in scores["explanation"][500]
+
+
+def test_detect_ohlcv_file_autoencoder_writes_symbol_rows(tmp_path):
+    out = tmp_path / "s.csv"
+    src = shared_file("goog_daily_backtesting.csv")
+    result = CliRunner().invoke(app, ["detect", "--data", str(src), "--detector", "autoencoder", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    scores = pl.read_csv(out)
+    assert scores.height == 2148 and scores["symbol"].unique().to_list() == ["GOOG"]
+    assert scores["score"].drop_nulls().len() > 1000
+
+
+def test_detect_unknown_detector_is_input_error(tmp_path):
+    result = CliRunner().invoke(app, ["detect", "--data", "x.csv", "--detector", "magic", "--out", str(tmp_path / "o.csv")])
+    assert isinstance(result.exception, InputError)
+    assert "--detector must be one of" in str(result.exception)
+
+
+def test_evaluate_anomaly_writes_table_and_json(tmp_path):
+    out = tmp_path / "eval.json"
+    src = shared_file("goog_daily_backtesting.csv")
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(src), "--detectors", "zscore",
+                                      "--kinds", "frozen_price,volume_burst", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    kinds = {r["kind"] for r in report["rows"]}
+    assert kinds == {"frozen_price", "volume_burst", "all"}
+    frozen = next(r for r in report["rows"] if r["kind"] == "frozen_price")
+    assert frozen["events"] >= 10 and frozen["recall"] >= 0.5
+    assert "precision" in result.output

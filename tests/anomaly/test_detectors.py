@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tickwise.anomaly import (
+    Bands,
+    Schedule,
+    ThresholdBank,
+    ThresholdSettings,
+    make_detector,
+    tail_thresholds,
+)
+from tickwise.anomaly.bands import BandBank, band_zscores
+from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.inject import KINDS, inject
+from tickwise.anomaly.multi import MultiSymbolDetector
+from tickwise.anomaly.zscore import ZScoreModel
+
+DETECTORS = ("zscore", "ewma", "iforest", "autoencoder")
+SCHEDULE = Schedule(min_train=400, refit_every=1000, max_train=5000)
+
+
+def _detector(name: str, **kw):
+    options = {"epochs": 15} if name == "autoencoder" else {}
+    return make_detector(name, schedule=kw.pop("schedule", SCHEDULE), **options, **kw)
+
+
+def _records(bars: pl.DataFrame) -> list[dict[str, float]]:
+    return bars.select("open", "high", "low", "close", "volume").to_dicts()
+
+
+_IFOREST_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="known limit: an Isolation Forest cannot rank by magnitude beyond its training range, "
+    "so a 12-sigma volume burst or a frozen bar isolates no faster than real 8-sigma gaps",
+)
+CASES = [
+    pytest.param(name, kind, marks=_IFOREST_GAP) if name == "iforest" and kind in ("volume_burst", "frozen_price")
+    else (name, kind)
+    for name in DETECTORS for kind in KINDS
+]
+
+
+@pytest.mark.parametrize(("name", "kind"), CASES)
+def test_detector_injected_kind_on_real_data_ranks_in_top_percent(goog_bars, name, kind):
+    bars, events = inject(goog_bars, kinds=[kind], rate=0.01, start=800, seed=3, magnitude=(10.0, 14.0))
+    score = _detector(name).score(bars).score
+    near = {i for e in events for i in range(e.start, e.end + 2)}
+    normal = np.array([i for i in range(800, bars.height) if i not in near])
+    p99 = np.nanpercentile(score[normal], 99)
+    found = [np.nanmax(score[e.start:e.end + 2]) > p99 for e in events]
+    assert len(events) >= 10
+    assert np.mean(found) >= 0.6, f"{name} found {np.mean(found):.2f} of {kind} events above the 99th percentile"
+
+
+@pytest.mark.parametrize("name", ["zscore", "ewma", "autoencoder"])
+def test_detector_adaptive_threshold_flags_frozen_and_spikes(goog_bars, name):
+    bars, events = inject(goog_bars, kinds=["frozen_price", "price_spike"], rate=0.01, start=800, seed=5,
+                          magnitude=(10.0, 14.0))
+    score = _detector(name).score(bars).score
+    flags = score > tail_thresholds(score, ThresholdSettings(q=1e-3))
+    hit = [flags[e.start:e.end + 2].any() for e in events]
+    assert np.mean(hit) >= 0.5
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_explanation_volume_burst_top_feature_is_volume(goog_bars, name):
+    bars, events = inject(goog_bars, kinds=["volume_burst"], rate=0.01, start=800, seed=11, magnitude=(12.0, 16.0))
+    det = _detector(name)
+    scores = det.score(bars)
+    tops = [det.explain(scores, e.start) for e in events]
+    share = np.mean([t.top_feature == "volume" for t in tops])
+    assert share >= 0.8, [t.text for t in tops]
+    volume_texts = [t.text for t in tops if t.top_feature == "volume"]
+    assert all("x its" in t for t in volume_texts)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_streaming_equals_batch(goog_bars, name):
+    bars = goog_bars.head(700)
+    schedule = Schedule(min_train=200, refit_every=150, max_train=400)
+    batch = _detector(name, schedule=schedule).score(bars).score
+    det = _detector(name, schedule=schedule)
+    stream = []
+    for rec in _records(bars):
+        stream.append(det.score_one(rec))
+        det.learn_one(rec)
+    stream = np.array(stream)
+    assert np.array_equal(np.isnan(stream), np.isnan(batch))
+    assert np.isfinite(batch).sum() > 300
+    np.testing.assert_allclose(stream, batch, rtol=1e-6, atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+def test_detector_perturbed_future_leaves_past_scores_unchanged(goog_bars, name):
+    bars = goog_bars.head(900)
+    cut = 650
+    rng = np.random.default_rng(0)
+    order = np.r_[np.arange(cut), cut + rng.permutation(bars.height - cut)]
+    future = bars[order.tolist()].with_columns(
+        (pl.col("volume") * pl.Series(np.r_[np.ones(cut), rng.uniform(0.1, 10, bars.height - cut)])).alias("volume"))
+    schedule = Schedule(min_train=200, refit_every=200, max_train=1000)
+    a = _detector(name, schedule=schedule).score(bars).score
+    b = _detector(name, schedule=schedule).score(future).score
+    np.testing.assert_array_equal(a[:cut], b[:cut])
+    assert not np.allclose(np.nan_to_num(a[cut:]), np.nan_to_num(b[cut:]))
+
+
+def test_bands_rolling_batch_matches_numpy_reference(goog_bars):
+    spec = FeatureSpec.bars()
+    raw = spec.batch(spec.fields_from_frame(goog_bars))
+    bands = Bands(window=30, min_periods=10, clip=1e9)  # no winsorising: plain rolling stats
+    out = band_zscores(raw, bands)
+    t = 500
+    win = raw[t - 30:t]
+    np.testing.assert_allclose(out.center[t], win.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(out.z[t], (raw[t] - win.mean(axis=0)) / win.std(axis=0), rtol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["rolling", "ewma"])
+def test_band_bank_many_symbols_equals_batch_per_symbol(goog_bars, method):
+    spec = FeatureSpec.bars()
+    raw = spec.batch(spec.fields_from_frame(goog_bars.head(400)))
+    other = raw[::-1].copy()
+    bands = Bands(method=method, window=40, min_periods=10, links=spec.scale_links)
+    bank = BandBank(4, bands, capacity=1)
+    rows = bank.rows_for(["A", "B"])
+    zs = []
+    for t in range(raw.shape[0]):
+        x = np.vstack([raw[t], other[t]])
+        zs.append(bank.stats(rows, x).z)
+        bank.learn(rows, x)
+    zs = np.array(zs)
+    np.testing.assert_allclose(zs[:, 0], band_zscores(raw, bands).z, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(zs[:, 1], band_zscores(other, bands).z, rtol=1e-7, atol=1e-9)
+
+
+def test_threshold_bank_equals_batch_and_holds_false_alarm_rate():
+    rng = np.random.default_rng(4)
+    scores = rng.exponential(1.0, (3, 6000))
+    scores[:, ::97] = np.nan
+    settings = ThresholdSettings(q=1e-3)
+    bank = ThresholdBank(settings, capacity=1)
+    rows = np.arange(3)
+    got = np.array([bank.update(rows, scores[:, t]) for t in range(scores.shape[1])]).T
+    for r in range(3):
+        want = tail_thresholds(scores[r], settings, phase=r)
+        np.testing.assert_allclose(got[r], want, rtol=1e-12)
+    late = scores[:, 1000:]
+    rate = np.nanmean(late > got[:, 1000:])
+    assert 1e-4 < rate < 4e-3
+
+
+def test_threshold_burst_of_anomalies_does_not_raise_threshold():
+    rng = np.random.default_rng(2)
+    s = np.abs(rng.standard_normal(4000))
+    s[2000:2100] = 50.0
+    th = tail_thresholds(s, ThresholdSettings(q=1e-3))
+    assert (s[2000:2100] > th[2000:2100]).all()
+    assert th[2200] < 10
+
+
+def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars):
+    bars = goog_bars.head(500)
+    single = make_detector("zscore").score(bars).score
+    multi = MultiSymbolDetector(ZScoreModel(), bands=Bands())
+    got = []
+    for rec in _records(bars):
+        res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
+        got.append(res.score[0])
+    np.testing.assert_allclose(np.array(got), single, rtol=1e-7, equal_nan=True)
+
+
+def test_value_series_level_spike_is_top_score():
+    rng = np.random.default_rng(0)
+    v = 50 + rng.normal(0, 2, 600)
+    v[450] = 95
+    det = make_detector("zscore", spec=FeatureSpec.values(["cpu"]))
+    scores = det.score({"cpu": v})
+    assert int(np.nanargmax(scores.score)) == 450
+    assert det.explain(scores, 450).top_feature == "cpu"
+
+
+def test_inject_rate_and_spacing_are_as_requested(goog_bars):
+    _, events = inject(goog_bars, rate=0.01, start=800, seed=1)
+    assert len(events) == round(0.01 * (goog_bars.height - 806))
+    starts = np.array([e.start for e in events])
+    assert (np.diff(starts) >= 20).all() and starts.min() > 800
+    assert {e.kind for e in events} <= set(KINDS)
+
+
+def test_detector_bad_record_raises_clear_error():
+    det = make_detector("zscore")
+    with pytest.raises(Exception, match="record must have fields"):
+        det.score_one({"close": 1.0})
+    with pytest.raises(ValueError, match="detector must be one of"):
+        make_detector("nope")
