@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from tests.conftest import ROOT, free_port, missing
+
 from tickwise.serve.runtime import wait_http
 
 CHROMIUM = "/usr/bin/chromium"

@@ -159,7 +159,7 @@ def test_same_ticks_delivered_twice_give_same_bars(redis_url: str, postgres_url:
 def test_burst_of_ten_times_the_rate_is_buffered_and_fully_processed(redis_url: str, postgres_url: str) -> None:
     normal = make_ticks(seconds=240, rate=1000.0)
     sim = Simulator(["AAPL", "MSFT"], tick_rate=10_000.0, seed=5, start_ns=START_NS + 240 * NS)
-    burst = sim.generate(60 * NS)
+    burst = sim.generate(60 * NS).with_columns(pl.concat_str(pl.lit("burst-"), "id").alias("id"))
     ticks = pl.concat([normal, burst])
     expected = reference_bars(ticks)
     bus = RedisBus(redis_url, partitions=PARTITIONS)

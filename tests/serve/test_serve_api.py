@@ -7,8 +7,6 @@ import datetime as dt
 import httpx
 import numpy as np
 import polars as pl
-import pytest
-
 from tests.serve.conftest import API_KEY, WAREHOUSE_WARNINGS
 
 pytestmark = WAREHOUSE_WARNINGS
@@ -39,7 +37,7 @@ def test_bars_range_keeps_start_and_excludes_end(api):
 
 
 def test_bars_default_timeframe_is_the_symbols_own(api):
-    url, _, bars = api
+    url, _, _ = api
     got = httpx.get(f"{url}/api/v1/bars/AAPL", params={"limit": 3}).json()
     assert {r["timeframe"] for r in got} == {"1d"}
 
@@ -172,7 +170,7 @@ def test_state_changing_route_refused_without_configured_key(filled):
     settings, warehouse, _ = filled
     keyless = settings.model_copy(update={"api_key": ""})
     with start_services(keyless, warehouse=warehouse, bus=None, dashboard=False, port=0) as handle:
-        body = {"values": [1.0, 2.0, 3.0, 4.0], "timestamps": ["2024-01-0%dT00:00:00Z" % i for i in range(1, 5)],
+        body = {"values": [1.0, 2.0, 3.0, 4.0], "timestamps": [f"2024-01-0{i}T00:00:00Z" for i in range(1, 5)],
                 "symbol": "AAPL", "store": True}
         r = httpx.post(f"{handle.api_url}/api/v1/anomalies", json=body, headers={"X-API-Key": "anything"})
     assert r.status_code == 403 and "TICKWISE_API_KEY" in r.json()["detail"]

@@ -187,8 +187,9 @@ class PipelineWorker:
             part.last_arrival = time.monotonic()
             self._pending.extend(fresh)
             self._dirty.add(p)
-            self.stats.ticks += good.height
-            TICKS_PROCESSED.inc(good.height)
+            aggregated = good.height - out.rejected.height
+            self.stats.ticks += aggregated
+            TICKS_PROCESSED.inc(aggregated)
         LAST_TICK.set(time.time())
 
     def _advance_idle(self, now: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -71,8 +72,29 @@ def bar_step(bars: Sequence[Row]) -> dt.timedelta:
     if len(bars) < 2:
         return dt.timedelta(minutes=1)
     ts = [parse_ts(b["ts"]) for b in bars[-50:]]
-    gaps = sorted((b - a) for a, b in zip(ts, ts[1:], strict=False) if b > a)
+    gaps = sorted((b - a) for a, b in pairwise(ts) if b > a)
     return gaps[len(gaps) // 2] if gaps else dt.timedelta(minutes=1)
+
+
+def gaps(bars: Sequence[Row], *, max_gaps: int = 60) -> list[dict[str, Any]]:
+    """Plotly range breaks that hide market closures (gaps over 3 bar steps) between bars.
+
+    Examples
+    --------
+    >>> bars = [{"ts": t} for t in ("2024-01-01T10:00:00Z", "2024-01-01T11:00:00Z",
+    ...                              "2024-01-01T12:00:00Z", "2024-01-02T09:00:00Z")]
+    >>> gaps(bars)[0]["bounds"][1]
+    '2024-01-02T09:00:00+00:00'
+    """
+    if len(bars) < 3:
+        return []
+    step = bar_step(bars)
+    ts = [parse_ts(b["ts"]) for b in bars]
+    out = []
+    for a, b in pairwise(ts):
+        if b - a > 3 * step:
+            out.append({"bounds": [(a + step).isoformat(), b.isoformat()]})
+    return out[-max_gaps:]
 
 
 def candle_figure(
@@ -143,7 +165,13 @@ def candle_figure(
         xaxis={"rangeslider": {"visible": False}}, font={"family": "Inter, system-ui, sans-serif"},
         transition={"duration": 0},
     )
-    fig.update_xaxes(gridcolor=GRID, showspikes=True, spikecolor="#888", spikethickness=1, spikemode="across")
+    fig.update_xaxes(gridcolor=GRID, showspikes=True, spikecolor="#888", spikethickness=1, spikemode="across",
+                     rangebreaks=gaps(view))
+    if view:
+        step = bar_step(view)
+        nxt = next_forecast(view, forecasts)
+        right = parse_ts(nxt["ts"]) if nxt is not None else parse_ts(view[-1]["ts"])
+        fig.update_xaxes(range=[parse_ts(view[0]["ts"]) - step, right + step * 1.5])
     fig.update_yaxes(gridcolor=GRID, side="right", row=1, col=1, tickformat=",.2f")
     fig.update_yaxes(gridcolor=GRID, side="right", row=2, col=1, tickformat="~s")
     return fig

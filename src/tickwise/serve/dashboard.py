@@ -173,7 +173,7 @@ def accuracy_panel(api: str, symbol: str, timeframe: str | None) -> None:
     best = min(models, key=lambda m: m["error_ratio"] if m["error_ratio"] is not None else 9e9)
     a, b = st.columns(2)
     ratio = best["error_ratio"]
-    a.metric(f"Error vs random walk · {best['model']}", "—" if ratio is None else f"{ratio:.3f}",
+    a.metric(f"Error ÷ random walk ({best['model']})", "—" if ratio is None else f"{ratio:.3f}",
              None if ratio is None else f"{(1 - ratio) * 100:+.1f}% skill", delta_color="normal")
     cov = best.get("coverage_80")
     b.metric("80% interval coverage", "—" if cov is None else f"{cov * 100:.0f}%",

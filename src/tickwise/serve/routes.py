@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import secrets
@@ -13,8 +14,8 @@ import polars as pl
 import pyarrow as pa
 from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import Response
-from starlette.concurrency import run_in_threadpool
 from prometheus_client import REGISTRY
+from starlette.concurrency import run_in_threadpool
 
 from tickwise.exceptions import InputError, NotFoundError
 from tickwise.serve import schemas
@@ -264,11 +265,11 @@ def _prediction(row: dict[str, Any]) -> dict[str, Any]:
 def _store_anomalies(state: ServeState, body: Any, result: Any, found: list[int]) -> int:
     if body.symbol is None or body.timestamps is None:
         raise InputError("store=true needs a symbol and one timestamp per value, was missing")
-    if "anomalies" not in TABLES:
-        try:
-            importlib.import_module("tickwise.anomaly")
-        except ImportError:
-            pass
+    for module in ("tickwise.anomaly.tables", "tickwise.anomaly.stage"):
+        if "anomalies" in TABLES:
+            break
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
     if "anomalies" not in TABLES:
         raise HTTPException(503, "the anomalies table is not declared here (tickwise.anomaly is not installed)")
     if not found:
