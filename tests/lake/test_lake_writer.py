@@ -132,3 +132,13 @@ def test_compaction_output_hides_its_inputs_before_they_are_deleted(lake: Lake) 
     after = list_files(lake.location.filesystem, base)
     assert len(after) == 4 and [f.kind for f in visible(after)] == ["compact"]
     assert lake.read("ticks").num_rows == 3
+
+
+def test_write_file_unwritable_lake_raises_backend_error_after_retries(tmp_path: Path) -> None:
+    from tickwise.exceptions import BackendError
+    from tickwise.lake import open_lake
+
+    lake = open_lake(f"file://{tmp_path / 'lake'}")
+    (tmp_path / "lake" / "raw").write_text("a file where the zone directory should be")
+    with pytest.raises(BackendError, match="failed 3 times"):
+        lake.write("ticks", ticks(1))

@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pfs
 import pyarrow.parquet as pq
 
+from tickwise.exceptions import BackendError
 from tickwise.lake.datasets import DatasetSpec, conform_table, dataset_spec
 from tickwise.lake.files import DataFile, file_name, list_files, partition_dir, superseded, visible
 from tickwise.lake.location import LakeLocation
@@ -55,8 +57,7 @@ def split_partitions(spec: DatasetSpec, table: pa.Table) -> dict[tuple[str, str]
     """
     if table.num_rows == 0:
         return {}
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+    df = cast(pl.DataFrame, pl.from_arrow(table))
     tcol = pl.col(spec.time_column)
     if df.schema[spec.time_column].is_integer():
         tcol = pl.from_epoch(tcol, time_unit="ns")
@@ -72,12 +73,31 @@ def split_partitions(spec: DatasetSpec, table: pa.Table) -> dict[tuple[str, str]
     return out
 
 
+#: Attempts and first back-off of a file commit before it fails with `BackendError`.
+ATTEMPTS, BACKOFF_S = 3, 0.2
+
+
 def write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind: str = "part",
                seq: int | None = None, compression: str = "zstd") -> str:
     """Write a table under ``_tmp/`` and rename it into ``directory``; return its path.
 
-    Without ``seq`` the commit time (ns) is used, taken just before the rename.
+    Without ``seq`` the commit time (ns) is used, taken just before the rename. I/O errors
+    are retried with back-off, then raised as `BackendError`.
     """
+    for attempt in range(ATTEMPTS):
+        try:
+            return _write_file(location, directory, table, kind=kind, seq=seq, compression=compression)
+        except OSError as exc:
+            if attempt == ATTEMPTS - 1:
+                raise BackendError(
+                    f"lake {location.url}: writing a file into {directory} failed {ATTEMPTS} times: {exc}"
+                ) from None
+            time.sleep(BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _write_file(location: LakeLocation, directory: str, table: pa.Table, *, kind: str,
+                seq: int | None, compression: str) -> str:
     fs = location.filesystem
     uid = uuid.uuid4().hex[:16]
     tmp = location.join(TMP_DIR, f"{uid}.parquet")
@@ -182,8 +202,7 @@ def _read_file(fs: pfs.FileSystem, path: str) -> pa.Table:
 
 
 def _dedupe(spec: DatasetSpec, table: pa.Table) -> pa.Table:
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+    df = cast(pl.DataFrame, pl.from_arrow(table))
     key = [k for k in spec.key if k in df.columns] or None
     df = df.unique(subset=key, keep="last", maintain_order=True)
     return df.sort([spec.time_column, *[k for k in (key or []) if k != spec.time_column]]).to_arrow()
