@@ -113,7 +113,8 @@ class PipelineWorker:
             if messages:
                 self.process(messages)
             now = time.monotonic()
-            if now - last_commit >= self.commit_interval_s:
+            # closed bars are committed at once (bar latency); the rest every interval
+            if self._bars or now - last_commit >= self.commit_interval_s:
                 self._advance_idle(now)
                 self.commit()
                 self._rebalance()

@@ -1,0 +1,37 @@
+"""Print a benchmark's table and write its JSON under artifacts/benchmarks/."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import os
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def report(name: str, rows: list[dict[str, object]], *, notes: str = "") -> Path:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    widths = {k: max(len(k), *(len(_fmt(r.get(k))) for r in rows)) for k in keys}
+    print(" | ".join(k.ljust(widths[k]) for k in keys))
+    print("-+-".join("-" * widths[k] for k in keys))
+    for r in rows:
+        print(" | ".join(_fmt(r.get(k)).ljust(widths[k]) for k in keys))
+    if notes:
+        print(notes)
+    out = ROOT / "artifacts" / "benchmarks" / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": name, "machine": {"cpus": os.cpu_count(),
+                                                              "python": platform.python_version()},
+                               "rows": rows, "notes": notes}, indent=2, default=str))
+    print(f"wrote {out.relative_to(ROOT)}")
+    return out
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3f}" if abs(v) < 100 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "" if v is None else str(v)
