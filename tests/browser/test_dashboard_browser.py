@@ -71,7 +71,12 @@ def test_dashboard_candles_grow_and_instrument_switches(running_up):
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.goto(dashboard)
-            page.wait_for_selector(CANDLES, timeout=60_000)
+            try:
+                page.wait_for_selector(CANDLES, timeout=90_000)
+            except Exception:
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOTS / "dashboard-failed.png"))
+                raise
             first = page.locator(CANDLES).count()
             later = _wait_count_above(page, first, timeout_s=30)
             assert later > first, f"candles did not grow: {first} then {later}"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import shared_file
 
+from tests.conftest import shared_file
 from tickwise.etl import build_features, detect_gaps, fill_gaps
 from tickwise.exceptions import InputError
 from tickwise.indicators.batch import rsi

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import shared_file
 
 TICKWISE = str(Path(sys.executable).with_name("tickwise"))
@@ -85,3 +86,24 @@ def test_tune_command_runs_optuna_trials(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "best of 2 trials" in out.stdout
     assert "window" in json.loads(out.stdout.splitlines()[-1])
+
+
+def test_forecast_command_reads_bars_from_the_warehouse(tmp_path):
+    import polars as pl
+
+    from tickwise.app import build_warehouse
+    from tickwise.config import load_settings
+    from tickwise.sources.files import read_bars
+
+    bars = read_bars(shared_file("goog_daily_backtesting.csv")).tail(120).with_columns(
+        pl.lit("1m").alias("timeframe"), pl.lit(0).cast(pl.Int64).alias("trades"))
+    warehouse = build_warehouse(load_settings(data_dir=tmp_path))
+    try:
+        warehouse.upsert("bars", bars.to_arrow())
+    finally:
+        warehouse.close()
+    out = run("forecast", "GOOG", "--model", "drift", "--json", data_dir=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["last_close"] == bars["close"][-1]
+    missing = run("forecast", "NOPE", "--model", "drift", data_dir=tmp_path)
+    assert missing.returncode == 2 and "no 1m bars for NOPE" in missing.stderr

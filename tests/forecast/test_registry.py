@@ -10,8 +10,6 @@ from tickwise.forecast import LSTMForecaster
 from tickwise.forecast.drift import drift_threshold, error_drift
 from tickwise.forecast.registry import ModelRegistry
 
-pytestmark = pytest.mark.filterwarnings("ignore:fetch_arrow_table:DeprecationWarning")
-
 
 @pytest.fixture
 def registry(settings):

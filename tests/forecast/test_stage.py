@@ -12,9 +12,6 @@ from tickwise.forecast.stage import ForecastConfig, ForecastStage, make_stage
 
 MINUTE = 60_000_000_000
 T0 = 1_700_000_000 * 1_000_000_000 // MINUTE * MINUTE
-# the DuckDB warehouse still calls duckdb's deprecated fetch_arrow_table (reported to the lead)
-pytestmark = pytest.mark.filterwarnings("ignore:fetch_arrow_table:DeprecationWarning")
-
 
 def frame(symbol: str, bars: np.ndarray, start: int) -> pl.DataFrame:
     n = bars.shape[0]

@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
-from tests.lake.test_lake_crash import check_complete, run_and_kill
 from typer.testing import CliRunner
 
+from tests.lake.test_lake_crash import check_complete, run_and_kill
 from tickwise.bus.base import SIGNALS, TICKS, bars_topic
 from tickwise.bus.memory import MemoryBus
 from tickwise.codec import encode_table

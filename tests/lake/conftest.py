@@ -6,8 +6,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.conftest import shared_file
 
+from tests.conftest import shared_file
 from tickwise.lake import Lake, open_lake
 
 

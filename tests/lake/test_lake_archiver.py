@@ -103,3 +103,18 @@ def test_archiver_bad_payload_goes_to_deadletter_and_rest_is_archived(lake: Lake
     assert lake.read("signals").column("signal").to_pylist() == ["BUY"]
     assert lake.read("ticks").num_rows == 10
     assert bus.lag(SIGNALS, "lake") == 0
+
+
+def test_archiver_signals_warming_up_keep_declared_column_types(lake: Lake) -> None:
+    bus = MemoryBus(partitions=1, capacity=1000)
+    archiver = LakeArchiver(bus, lake.writer(), timeframes=("1m",))
+    from datetime import UTC, datetime
+
+    bars = pl.DataFrame({"symbol": "A", "timeframe": "1m", "ts": [datetime(2024, 1, 2, tzinfo=UTC)],
+                         "close": [1.0], "volume": [5.0]})
+    bus.publish(SIGNALS, SmaCrossStage().on_bars(bars).topics[SIGNALS])  # fast/slow are null
+    archiver.step(timeout_s=0)
+    archiver.flush()
+    schema = lake.dataset("signals").schema
+    assert [str(schema.field(c).type) for c in ("fast", "slow", "volume_ratio", "ts")] == [
+        "double", "double", "double", "timestamp[ns, tz=UTC]"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.conftest import shared_file
 from typer.testing import CliRunner
 
+from tests.conftest import shared_file
 from tickwise.cli import app
 
 

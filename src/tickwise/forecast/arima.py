@@ -37,7 +37,9 @@ class ArimaState:
     >>> s = ArimaState(Z=np.array([1.0, 1.0]), T=np.array([[0.0, 0.0], [1.0, 1.0]]),
     ...                V=np.array([[1.0, 0.0], [0.0, 0.0]]), a=np.array([0.0, 10.0]),
     ...                P=np.zeros((2, 2)), h=0.0, sigma2=1.0, intercept=0.0, drift=0.0, t=5)
-    >>> s.update(11.0); s.predict(1)[0].tolist()
+    >>> s.update(11.0)
+    1.0
+    >>> s.predict(1)[0].tolist()
     [11.0]
     """
 

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
+# declares the signals table, whose column types the lake's signals then keep
+import tickwise.signals.tables  # noqa: F401
 from tickwise.bus.base import DEADLETTER, SIGNALS, TICKS, Bus, Consumer, Message, bars_topic
 from tickwise.codec import decode_json, decode_table, encode_json
 from tickwise.exceptions import InputError

@@ -87,11 +87,20 @@ def _plain_type(dtype: pa.DataType) -> pa.DataType:
     return dtype
 
 
+def _declared_types(name: str) -> dict[str, pa.DataType]:
+    """Column types of the warehouse table of the same name, when one is declared."""
+    from tickwise.store.base import ARROW_TYPES, TABLES
+
+    spec = TABLES.get(name)
+    return {c: ARROW_TYPES[t] for c, t in spec.columns} if spec is not None else {}
+
+
 def conform_table(spec: DatasetSpec, data: pa.Table | pl.DataFrame) -> pa.Table:
     """Cast data to a dataset's columns (fixed schema) or to plain Arrow types (free schema).
 
     Strings become ``string``, timestamps ``timestamp[ns, UTC]``; an integer time column is
-    read as nanoseconds since the epoch unless the schema says it is an integer.
+    read as nanoseconds since the epoch unless the schema says it is an integer. A free-schema
+    dataset named like a declared warehouse table (``signals``) takes that table's column types.
 
     Examples
     --------
@@ -123,11 +132,15 @@ def conform_table(spec: DatasetSpec, data: pa.Table | pl.DataFrame) -> pa.Table:
                     f"lake dataset {spec.name} needs a {field.name!r} column, was {table.column_names}"
                 )
         return pa.table(columns, schema=spec.schema)
+    declared = _declared_types(spec.name)
     fields, columns = [], []
     for name, col in zip(table.column_names, table.columns, strict=True):
         target = _plain_type(col.type)
         if name == spec.time_column and pa.types.is_integer(col.type):
             target = pa.timestamp("ns", tz="UTC")
+        elif name in declared and not pa.types.is_timestamp(declared[name]):
+            # a batch whose column is all null still gets the declared type
+            target = declared[name]
         if pa.types.is_timestamp(col.type):
             col = col.cast(pa.timestamp(col.type.unit, tz="UTC"))
         columns.append(col.cast(target))

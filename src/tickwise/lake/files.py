@@ -15,6 +15,7 @@ hidden the instant its output appears, and deleting them afterwards is only tidy
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -84,10 +85,17 @@ def parse_file(base: str, info: pfs.FileInfo) -> DataFile | None:
     )
 
 
-def list_files(fs: pfs.FileSystem, base: str) -> list[DataFile]:
-    """Every committed data file under a dataset's directory, visible or superseded."""
-    selector = pfs.FileSelector(base, recursive=True, allow_not_found=True)
-    files = [parse_file(base, info) for info in fs.get_file_info(selector)]
+def list_files(fs: pfs.FileSystem, base: str, *,
+               partitions: Iterable[tuple[str, str]] | None = None) -> list[DataFile]:
+    """Every committed data file under a dataset's directory (or in some of its partitions)."""
+    if partitions is None:
+        infos = fs.get_file_info(pfs.FileSelector(base, recursive=True, allow_not_found=True))
+    else:
+        infos = []
+        for date, symbol in sorted(set(partitions)):
+            selector = pfs.FileSelector(f"{base}/{partition_dir(date, symbol)}", allow_not_found=True)
+            infos.extend(fs.get_file_info(selector))
+    files = [parse_file(base, info) for info in infos]
     return sorted((f for f in files if f is not None), key=lambda f: (f.date, f.symbol, f.seq, f.path))
 
 

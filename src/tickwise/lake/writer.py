@@ -218,12 +218,11 @@ def compact(location: LakeLocation, spec: DatasetSpec, *,
     """
     fs = location.filesystem
     base = location.join(spec.path)
-    files = list_files(fs, base)
     wanted = set(partitions) if partitions is not None else None
+    files = list_files(fs, base, partitions=wanted)
     by_partition: dict[tuple[str, str], list[DataFile]] = {}
     for f in visible(files):
-        if wanted is None or f.partition in wanted:
-            by_partition.setdefault(f.partition, []).append(f)
+        by_partition.setdefault(f.partition, []).append(f)
     target = spec.file_schema()
 
     def merge(item: tuple[tuple[str, str], list[DataFile]]) -> tuple[int, int, int]:
@@ -244,7 +243,7 @@ def compact(location: LakeLocation, spec: DatasetSpec, *,
     files_in = sum(d[0] for d in done)
     rows_in = sum(d[1] for d in done)
     rows_out = sum(d[2] for d in done)
-    stale = [f for f in superseded(list_files(fs, base)) if wanted is None or f.partition in wanted]
+    stale = superseded(list_files(fs, base, partitions=wanted))
     if stale:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda f: fs.delete_file(f.path), stale))

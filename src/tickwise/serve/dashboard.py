@@ -211,6 +211,15 @@ def main() -> None:
     api = options.api.rstrip("/")
     symbol, timeframe, n, layers = sidebar(api)
     if symbol is None:
+
+        @st.fragment(run_every=options.refresh)
+        def wait_for_bars() -> None:
+            # the first bars of a pipeline that just started: redraw everything once they exist
+            if _get(api, "/api/v1/series"):
+                st.rerun(scope="app")
+            st.markdown('<div class="tw-empty">Waiting for the first bars…</div>', unsafe_allow_html=True)
+
+        wait_for_bars()
         return
 
     @st.fragment(run_every=options.refresh)
