@@ -10,17 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from tests.browser.test_dashboard_browser import ARGS, CANDLES, CHROMIUM, SCREENSHOTS
+
+from tests.browser.test_dashboard_browser import ARGS, CANDLES, CHROMIUM, SCREENSHOTS, _candles
 from tests.conftest import ROOT, free_port, missing, shared_file
 from tests.serve.conftest import WAREHOUSE_WARNINGS, declare_anomalies_table
-
 from tickwise.bus.base import ANOMALIES, bars_topic
 from tickwise.codec import encode_json, encode_table
 from tickwise.domain import BAR_SCHEMA
 
 pytestmark = WAREHOUSE_WARNINGS
 
-PRELOAD, LIVE = 110, 40
+PRELOAD, LIVE = 70, 50
 
 
 def _analytics(history: pl.DataFrame, forecaster: object, signals: object) -> dict[str, pl.DataFrame]:
@@ -96,11 +96,11 @@ def test_dashboard_shows_forecast_signals_and_anomalies_on_real_bars(tmp_path: P
                 page = browser.new_page(viewport={"width": 1600, "height": 1250})
                 page.goto(handle.dashboard_url)
                 page.wait_for_selector(CANDLES, timeout=60_000)
-                first = page.locator(CANDLES).count()
+                first = _candles(page)
                 deadline = time.monotonic() + 30
-                while page.locator(CANDLES).count() <= first and time.monotonic() < deadline:
+                while _candles(page) <= first and time.monotonic() < deadline:
                     time.sleep(0.5)
-                assert page.locator(CANDLES).count() > first
+                assert _candles(page) > first
                 page.get_by_text("next bar (forecast)").first.wait_for(timeout=20_000)
                 page.get_by_text("SMA 21").first.wait_for(timeout=10_000)
                 time.sleep(4)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import FIXTURES, SHARED_DATA
 
+from tests.conftest import FIXTURES, SHARED_DATA
 from tickwise.app import build_warehouse
 from tickwise.bus.memory import MemoryBus
 from tickwise.config import Settings, load_settings

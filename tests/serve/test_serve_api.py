@@ -7,6 +7,7 @@ import datetime as dt
 import httpx
 import numpy as np
 import polars as pl
+
 from tests.serve.conftest import API_KEY, WAREHOUSE_WARNINGS
 
 pytestmark = WAREHOUSE_WARNINGS

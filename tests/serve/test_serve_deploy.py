@@ -8,9 +8,9 @@ import shutil
 import subprocess
 
 from prometheus_client import REGISTRY
-from tests.conftest import ROOT, missing
 
 import tickwise.metrics  # noqa: F401  (registers every tickwise metric)
+from tests.conftest import ROOT, missing
 
 DEPLOY = ROOT / "deploy"
 _METRIC = re.compile(r"\btickwise_[a-z_]+\b")

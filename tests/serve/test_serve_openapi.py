@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
 from tests.serve.conftest import API_KEY, WAREHOUSE_WARNINGS
 
 pytestmark = WAREHOUSE_WARNINGS

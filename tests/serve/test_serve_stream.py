@@ -6,9 +6,9 @@ import json
 import threading
 
 import polars as pl
-from tests.serve.conftest import WAREHOUSE_WARNINGS
 from websockets.sync.client import connect
 
+from tests.serve.conftest import WAREHOUSE_WARNINGS
 from tickwise.bus.base import ANOMALIES, FORECASTS, bars_topic
 from tickwise.codec import encode_json, encode_table
 from tickwise.domain import BAR_SCHEMA
