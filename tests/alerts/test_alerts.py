@@ -9,8 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import shared_file
 
+from tests.conftest import shared_file
 from tickwise.alerts import (
     AlertRouter,
     AlertRule,

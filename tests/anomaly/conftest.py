@@ -3,6 +3,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
+
 from tests.conftest import shared_file
 
 torch.set_num_threads(1)

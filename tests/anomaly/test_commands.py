@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import polars as pl
-from tests.conftest import shared_file
 from typer.testing import CliRunner
 
+from tests.conftest import shared_file
 from tickwise.cli import app
 from tickwise.exceptions import InputError
 

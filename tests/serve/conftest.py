@@ -15,7 +15,6 @@ from tickwise.app import build_warehouse
 from tickwise.bus.memory import MemoryBus
 from tickwise.config import Settings, load_settings
 from tickwise.sources.files import read_bars
-from tickwise.store.base import TABLES, TableSpec, register_table
 
 API_KEY = "test-key-7f3a"
 
@@ -24,20 +23,8 @@ WAREHOUSE_WARNINGS = pytest.mark.filterwarnings("ignore:fetch_(arrow_table|recor
 
 
 def declare_anomalies_table() -> None:
-    """Use the anomaly package's table when it exists; otherwise declare the agreed columns."""
-    for name in ("tickwise.anomaly.tables", "tickwise.anomaly.stage", "tickwise.anomaly"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
-        if "anomalies" in TABLES:
-            return
-    register_table(TableSpec(
-        "anomalies",
-        (("symbol", "text"), ("timeframe", "text"), ("ts", "timestamp"), ("detector", "text"),
-         ("score", "double"), ("threshold", "double"), ("kind", "text"), ("explanation", "text")),
-        key=("symbol", "timeframe", "ts", "detector"),
-    ))
+    """Declare the anomaly package's ``anomalies`` table (the API itself never needs it)."""
+    importlib.import_module("tickwise.anomaly.tables")
 
 
 def real_bars() -> pl.DataFrame:

@@ -152,7 +152,7 @@ class DuckDBWarehouse(Warehouse):
                 raise InputError(f"SQL error: {str(exc).splitlines()[0]}") from None
             if max_rows is None:
                 return result.to_arrow_table()
-            reader = result.fetch_record_batch(rows_per_batch=min(max_rows, 100_000))
+            reader = result.to_arrow_reader(min(max_rows, 100_000))
             batches, n = [], 0
             for batch in reader:
                 batches.append(batch)
