@@ -57,6 +57,16 @@ def test_memory_bus_members_split_partitions_and_unacked_entries_are_reclaimed()
 
 
 def test_memory_bus_topic_without_group_keeps_newest_entries() -> None:
-    bus = MemoryBus(partitions=1, capacity=3)
+    bus = MemoryBus(partitions=1, capacity=3, retain=3)
     bus.publish("signals", [b"1", b"2", b"3", b"4", b"5"])
     assert [m.payload for m in bus.read_latest("signals", 10)] == [b"3", b"4", b"5"]
+
+
+def test_memory_bus_acked_entries_stay_visible_to_viewers_except_ticks() -> None:
+    bus = MemoryBus(partitions=1, capacity=10, retain=2)
+    for topic in ("bars.1m", "ticks"):
+        c = bus.consumer(topic, group="g", name="x")
+        bus.publish(topic, [b"1", b"2", b"3"])
+        c.ack(c.poll(max_messages=10, timeout_s=0))
+    assert [m.payload for m in bus.read_latest("bars.1m", 10)] == [b"2", b"3"]
+    assert bus.read_latest("ticks", 10) == []

@@ -24,6 +24,20 @@ from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_th
 
 #: Detector names accepted by `make_detector` and the CLI.
 DETECTORS = ("zscore", "ewma", "iforest", "autoencoder")
+#: Threshold floors per detector: the band detectors score in sigmas, and never flag below 5
+#: (chosen on the bokeh stocks only; the README reports the other series as held out).
+THRESHOLD_FLOORS = {"zscore": 5.0, "ewma": 5.0}
+
+
+def threshold_settings(name: str, *, q: float = 1e-3, **options: Any) -> ThresholdSettings:
+    """The adaptive threshold settings of a named detector (its floor included).
+
+    Examples
+    --------
+    >>> threshold_settings("zscore", q=1e-3).floor, threshold_settings("iforest").floor
+    (5.0, -inf)
+    """
+    return ThresholdSettings(q=q, floor=THRESHOLD_FLOORS.get(name, float("-inf")), **options)
 
 
 def make_model(name: str, *, seed: int = 0, **options: Any) -> WindowModel:
@@ -70,6 +84,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
 
 __all__ = [
     "DETECTORS",
+    "THRESHOLD_FLOORS",
     "Bands",
     "Detector",
     "Explanation",
@@ -82,4 +97,5 @@ __all__ = [
     "make_detector",
     "make_model",
     "tail_thresholds",
+    "threshold_settings",
 ]

@@ -1,7 +1,7 @@
 """Words for anomalies: which features stood out, by how much, and what kind of anomaly.
 
 A detector ranks features by its own contributions (|z|, SHAP, reconstruction error); this
-module turns the top ones into text such as ``"volume 14.0x its 60-bar typical; return
+module turns the top ones into text such as ``"volume 14.0x its recent level; return
 -6.1 sigma (-5.9%)"`` and names a kind (``volume_burst``, ``price_move``, ...).
 """
 
@@ -23,6 +23,8 @@ _KINDS = {
     ("volume", -1): "volume_drop",
     ("range", 1): "range_expansion",
     ("range", -1): "frozen_price",
+    ("swing", 1): "range_expansion",
+    ("swing", -1): "frozen_price",
 }
 
 
@@ -49,12 +51,14 @@ class Explanation:
 def _phrase(name: str, raw: float, center: float, z: float, window_label: str) -> str:
     if name == "volume":
         ratio = float(np.exp(raw - center))
-        return f"volume {ratio:.1f}x its {window_label} typical ({z:+.1f} sigma)"
+        return f"volume {ratio:.1f}x its recent level ({z:+.1f} sigma, {window_label} bands)"
     if name == "range":
         if raw <= np.log(1e-5) + 1e-9:
             return "no high-low range (price frozen)"
         ratio = float(np.exp(raw - center))
         return f"high-low range {ratio:.1f}x its {window_label} typical ({z:+.1f} sigma)"
+    if name == "swing":
+        return f"high-low swing {np.expm1(raw) * 100:.1f}% ({z:+.1f} sigma)"
     if name == "return":
         return f"return {z:+.1f} sigma ({np.expm1(raw) * 100:+.1f}%)"
     if name == "gap":
@@ -75,7 +79,7 @@ def describe(names: Sequence[str], contributions: FloatArray, raw: FloatArray, c
     >>> e = describe(["return", "volume"], np.array([1.0, 9.0]), np.array([0.01, 16.0]),
     ...              np.array([0.0, 13.36]), np.array([1.0, 9.0]))
     >>> e.text
-    'volume 14.0x its 60-bar typical (+9.0 sigma)'
+    'volume 14.0x its recent level (+9.0 sigma, 60-bar bands)'
     """
     contributions = np.nan_to_num(np.asarray(contributions, dtype=np.float64), nan=0.0)
     order = np.argsort(-contributions, kind="stable")

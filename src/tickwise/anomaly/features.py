@@ -1,11 +1,15 @@
 """Raw per-bar features for anomaly detection, computed from the bar itself and the one before.
 
 Two feature sets share one shape (a `FeatureSpec`): OHLCV bars give ``return`` (log close
-over previous close), ``range`` (log of the high-low log range), ``volume`` (log1p volume)
-and ``gap`` (log open over previous close); a plain value series gives, per column, its
-``level`` and its ``change`` from the previous row. A feature at row t uses rows t and t-1
-only, so nothing here can look ahead. Normalisation against the past (z-scores) is done by
-`tickwise.anomaly.bands`.
+over previous close), ``range`` (log of the high-low log range: a frozen bar, high == low,
+is far below anything normal), ``volume`` (log1p volume minus its trailing EWMA over
+`VOLUME_SPAN` bars, so slow drifts of activity do not widen the band a burst is measured
+against), ``gap`` (log open over previous close) and ``swing`` (the high-low log range
+itself, linear: a flash crash's long lower shadow stands out here, where the log of the
+range compresses it); a plain value series gives, per column, its ``level`` and its
+``change`` from the previous row. A feature at row t uses row t and a state carried from
+the rows before (previous close, the volume EWMA), so nothing here can look ahead.
+Normalisation against the past (z-scores) is done by `tickwise.anomaly.bands`.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from tickwise.exceptions import DataError, InputError
 FloatArray = np.ndarray
 
 #: The bar features, in column order.
-BAR_FEATURES: tuple[str, ...] = ("return", "range", "volume", "gap")
+BAR_FEATURES: tuple[str, ...] = ("return", "range", "volume", "gap", "swing")
+#: Span of the trailing EWMA of log volume that the ``volume`` feature is measured from.
+VOLUME_SPAN = 10
+_VOLUME_ALPHA = 2.0 / (VOLUME_SPAN + 1)
 #: Added to the high-low log range before its log, so a frozen bar (high == low) is finite.
 RANGE_FLOOR = 1e-5
 _BAR_FIELDS = ("open", "high", "low", "close", "volume")
@@ -39,7 +46,7 @@ class FeatureSpec:
     --------
     >>> spec = FeatureSpec.bars()
     >>> spec.names
-    ('return', 'range', 'volume', 'gap')
+    ('return', 'range', 'volume', 'gap', 'swing')
     >>> FeatureSpec.values(("cpu",)).names
     ('cpu', 'cpu_change')
     """
@@ -63,11 +70,11 @@ class FeatureSpec:
     @property
     def scale_links(self) -> tuple[tuple[int, int, float], ...]:
         """Scale floors between features (see `tickwise.anomaly.bands.Bands.links`)."""
-        return ((3, 0, 1.0),) if self.kind == "bars" else ()
+        return ((3, 0, 1.0), (4, 0, 1.0)) if self.kind == "bars" else ()
 
     @property
     def state_width(self) -> int:
-        return 1 if self.kind == "bars" else len(self.columns)
+        return 2 if self.kind == "bars" else len(self.columns)
 
     def fields_from_frame(self, frame: pl.DataFrame) -> dict[str, FloatArray]:
         """Take this spec's columns out of a frame as float arrays (nulls are refused)."""
@@ -100,16 +107,32 @@ class FeatureSpec:
         return _value_rows(self.columns, fields, prev)
 
     def batch(self, fields: Mapping[str, FloatArray]) -> FloatArray:
-        """Raw features of one series, each row from its own record and the one before."""
+        """Raw features of one series, each row from its own record and the state before it."""
         first = next(iter(fields.values()))
         n = first.shape[0]
         prev = np.full((n, self.state_width), np.nan)
         if n > 1:
             if self.kind == "bars":
                 prev[1:, 0] = fields["close"][:-1]
+                prev[1:, 1] = _volume_ewma(np.log1p(np.maximum(np.asarray(fields["volume"], dtype=np.float64), 0.0)))[:-1]
             else:
                 prev[1:] = np.column_stack([fields[c][:-1] for c in self.columns])
         return self.rows(fields, prev)[0]
+
+
+def _ewma_step(prev: FloatArray, x: FloatArray) -> FloatArray:
+    """One EWMA update (the first value starts it); streaming and batch share this arithmetic."""
+    return np.where(np.isnan(prev), x, prev + _VOLUME_ALPHA * (x - prev))
+
+
+def _volume_ewma(lv: FloatArray) -> FloatArray:
+    """The EWMA of log volume after each row (row t included)."""
+    out = np.empty_like(lv)
+    m = np.array([np.nan])
+    for t in range(lv.shape[0]):
+        m = _ewma_step(m, lv[t:t + 1])
+        out[t] = m[0]
+    return out
 
 
 def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -118,12 +141,16 @@ def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[Float
         raise DataError("bar prices must be finite and > 0, was a non-positive or non-finite price")
     pc = prev[:, 0]
     pc = np.where(np.isnan(pc), o, pc)
-    out = np.empty((c.shape[0], 4))
+    lv = np.log1p(np.maximum(v, 0.0))
+    base = prev[:, 1]
+    swing = np.log(np.maximum(h, lo) / lo)
+    out = np.empty((c.shape[0], 5))
     out[:, 0] = np.log(c / pc)
-    out[:, 1] = np.log(np.log(np.maximum(h, lo) / lo) + RANGE_FLOOR)
-    out[:, 2] = np.log1p(np.maximum(v, 0.0))
+    out[:, 1] = np.log(swing + RANGE_FLOOR)
+    out[:, 2] = np.where(np.isnan(base), 0.0, lv - base)
     out[:, 3] = np.log(o / pc)
-    return out, c.reshape(-1, 1).copy()
+    out[:, 4] = swing
+    return out, np.column_stack([c, _ewma_step(base, lv)])
 
 
 def _value_rows(columns: tuple[str, ...], fields: Mapping[str, FloatArray],

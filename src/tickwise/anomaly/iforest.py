@@ -4,8 +4,16 @@ The forest sees the z-scores of return, range, log volume and gap (each against 
 past), clipped to ±`CLIP`. Its score is ``-score_samples`` (higher = shorter isolation
 paths = more anomalous). Training windows with any |z| above ``train_max_z`` are left out
 of the fit: otherwise earlier anomalies of the same shape (a burst of volume spikes) form a
-small cluster and mask the next ones. Explanations come from SHAP's TreeExplainer: a feature's
-contribution is how much it shortens the expected path (minus its SHAP value).
+small cluster and mask the next ones.
+
+A forest cannot rank a value beyond the range it was trained on: every split puts 12 sigma
+and 7 sigma on the same side, and a feature that never varied in training (a frozen bar's
+range) is never split on. So the score adds an extrapolating term: for each feature, how
+far ``|z|`` lies beyond the largest ``|z|`` the forest was trained on, times `EXCESS_WEIGHT`
+per sigma. Inside the training range the score is the forest's alone; beyond it, it grows
+with the size of the excursion. Explanations come from SHAP's TreeExplainer: a feature's
+contribution is how much it shortens the expected path (minus its SHAP value), plus its
+share of the extrapolating term.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import numpy as np
 
 FloatArray = np.ndarray
 CLIP = 50.0
+#: Score added per sigma a feature lies beyond its training range.
+EXCESS_WEIGHT = 0.05
 
 
 class IsolationForestModel:
@@ -46,6 +56,7 @@ class IsolationForestModel:
         self.train_max_z = train_max_z
         self.seed = seed
         self.forest_ = None
+        self.bounds_: FloatArray | None = None
         self._explainer = None
 
     def _x(self, windows: FloatArray) -> FloatArray:
@@ -61,12 +72,18 @@ class IsolationForestModel:
         self.forest_ = IsolationForest(n_estimators=self.n_estimators,
                                        max_samples=min(self.max_samples, x.shape[0]),
                                        random_state=self.seed).fit(x)
+        self.bounds_ = np.abs(x).max(axis=0)
         self._explainer = None
+
+    def _excess(self, x: FloatArray) -> FloatArray:
+        """Per column: sigmas beyond the training range, times `EXCESS_WEIGHT`."""
+        return EXCESS_WEIGHT * np.maximum(np.abs(x) - self.bounds_, 0.0)
 
     def score_windows(self, windows: FloatArray) -> FloatArray:
         if self.forest_ is None:
             raise ValueError("model must be fitted before scoring, was not fitted")
-        return -self.forest_.score_samples(self._x(windows))
+        x = self._x(windows)
+        return -self.forest_.score_samples(x) + self._excess(x).sum(axis=1)
 
     def attribute(self, windows: FloatArray) -> FloatArray:
         if self.forest_ is None:
@@ -75,7 +92,8 @@ class IsolationForestModel:
             import shap
 
             self._explainer = shap.TreeExplainer(self.forest_)
-        values = -np.asarray(self._explainer.shap_values(self._x(windows)))
+        x = self._x(windows)
+        values = -np.asarray(self._explainer.shap_values(x)) + self._excess(x)
         f = windows.shape[2]
         # a window's contribution per feature: sum over its rows
         return values.reshape(windows.shape[0], self.lookback, f).sum(axis=1)

@@ -19,7 +19,7 @@ from tickwise.alerts.notifiers import LogNotifier, Notifier, SnsNotifier, Webhoo
 from tickwise.alerts.outbox import Delivery, Outbox
 from tickwise.alerts.rules import AlertRouter, AlertRule
 from tickwise.alerts.tables import ALERTS
-from tickwise.anomaly import DETECTORS, make_bands, make_model
+from tickwise.anomaly import DETECTORS, make_bands, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.tables import ANOMALIES
 from tickwise.anomaly.threshold import ThresholdSettings
@@ -55,7 +55,8 @@ class AnomalyStage:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
         self.timeframes = tuple(timeframes)
         self.detector_names = tuple(detectors)
-        self._thresholds = ThresholdSettings(q=false_alarm_rate)
+        self._q = false_alarm_rate
+        ThresholdSettings(q=false_alarm_rate)  # validate early
         self._window = window
         self._engines: dict[tuple[str, str], MultiSymbolDetector] = {}
         self.router = AlertRouter(list(rules or [AlertRule(name="anomaly", cooldown_s=300.0)]))
@@ -66,7 +67,7 @@ class AnomalyStage:
         if key not in self._engines:
             self._engines[key] = MultiSymbolDetector(
                 make_model(detector), bands=make_bands(detector, window=self._window),
-                thresholds=self._thresholds)
+                thresholds=threshold_settings(detector, q=self._q))
         return self._engines[key]
 
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:

@@ -17,7 +17,10 @@ Scores above the threshold in force (the anomalies) are not learned; that trunca
 distribution only above the threshold, far from the quantiles the fit reads, so it cannot
 drag the threshold down the way it does when the extreme tail itself is fitted. The
 threshold is refreshed every ``refresh`` learned scores and is +inf until ``min_scores``
-scores were seen. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
+scores were seen. An optional ``floor`` is a level the threshold never goes below: for the
+band detectors, whose score is a z-score with a meaning of its own, it is a minimum number
+of sigmas (5, chosen on the bokeh stocks only, see the README) so a quiet stretch whose
+tail fit is short does not flag ordinary 3-4 sigma bars. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
 series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
@@ -38,6 +41,8 @@ class ThresholdSettings:
     --------
     >>> ThresholdSettings(q=1e-3).levels[::3]
     (0.8, 0.9, 0.95)
+    >>> ThresholdSettings(floor=5.0).floor
+    5.0
     """
 
     q: float = 1e-3
@@ -45,6 +50,7 @@ class ThresholdSettings:
     min_scores: int = 200
     refresh: int = 20
     a: float = 0.2
+    floor: float = float("-inf")
 
     def __post_init__(self) -> None:
         if not 0 < self.q < self.a / 4:
@@ -120,7 +126,8 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
         seen[count] = x
         count += 1
         if count >= settings.min_scores and (count == settings.min_scores or (count + phase) % settings.refresh == 0):
-            th = float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0])
+            th = max(float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0]),
+                     settings.floor)
     return out
 
 
@@ -181,5 +188,5 @@ class ThresholdBank:
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]
                 # the ring holds scores in write order; quantiles ignore order
-                self.z[sel] = tail_threshold(self.ring[sel, :n], st)
+                self.z[sel] = np.maximum(tail_threshold(self.ring[sel, :n], st), st.floor)
         return before

@@ -1,8 +1,9 @@
 """An in-process bus: bounded logs per partition, one cursor per consumer group.
 
 Producers wait while the slowest group is ``capacity`` entries behind on a partition, so
-nothing is dropped. A topic that no group reads keeps only its newest ``capacity``
-entries (for viewers such as the API's live stream).
+nothing is dropped. Entries every group has acked are dropped, except the newest
+``retain`` of each topic other than ``ticks``, which stay for viewers such as the API's
+live stream (`Bus.read_latest`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tickwise.bus.base import Bus, Consumer, Message, Rebalance
+from tickwise.bus.base import TICKS, Bus, Consumer, Message, Rebalance
 
 
 def _entry_id(offset: int) -> str:
@@ -53,10 +54,13 @@ class MemoryBus(Bus):
 
     is_durable = False
 
-    def __init__(self, *, partitions: int = 8, capacity: int = 1024, url: str = "memory://") -> None:
+    def __init__(self, *, partitions: int = 8, capacity: int = 1024, url: str = "memory://",
+                 retain: int | None = None) -> None:
         self.url = url
         self.partitions = partitions
         self.capacity = capacity
+        #: entries kept after every group has acked them, for `read_latest` (not on ``ticks``)
+        self.retain = min(capacity, 256) if retain is None else retain
         self._cond = threading.Condition()
         self._logs: dict[tuple[str, int], _Log] = {}
         # topic -> group -> partition -> cursor
@@ -81,8 +85,9 @@ class MemoryBus(Bus):
     def _trim(self, topic: str, partition: int) -> None:
         log = self._log(topic, partition)
         floor = self._floor(topic, partition)
-        if floor is None:
-            floor = log.end - self.capacity
+        # keep a tail for viewers (read_latest) on every topic but the high-volume ticks
+        retained = log.end - (0 if topic == TICKS else self.retain)
+        floor = retained if floor is None else min(floor, retained)
         drop = floor - log.base
         if drop > 0:
             del log.entries[:drop]
@@ -102,8 +107,7 @@ class MemoryBus(Bus):
                         break
                     self._cond.wait(0.1)
                 log.entries.append(payload)
-                if floor is None:
-                    self._trim(topic, partition)
+                self._trim(topic, partition)
             self._cond.notify_all()
 
     def consumer(self, topic: str, *, group: str, name: str) -> Consumer:

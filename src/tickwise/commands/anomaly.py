@@ -87,6 +87,7 @@ def register(app: typer.Typer) -> None:
             ThresholdSettings,
             make_detector,
             tail_thresholds,
+            threshold_settings,
         )
 
         if detector not in DETECTORS:
@@ -122,8 +123,9 @@ def register(app: typer.Typer) -> None:
             schedule = Schedule(min_train=max(10, min(500, n // 3)), refit_every=1000, max_train=5000)
             det = make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule, seed=seed)
             scores = det.score(frame)
-            th = tail_thresholds(scores.score, ThresholdSettings(q=thresholds.q, min_scores=min(200, max(20, n // 5)),
-                                                                 window=thresholds.window))
+            th = tail_thresholds(scores.score, threshold_settings(detector, q=thresholds.q,
+                                                                  min_scores=min(200, max(20, n // 5)),
+                                                                  window=thresholds.window))
             is_anom = scores.score > th
             flagged += int(is_anom.sum())
             expl = [det.explain(scores, i).text if is_anom[i] else "" for i in range(n)]

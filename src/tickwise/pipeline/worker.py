@@ -233,7 +233,7 @@ class PipelineWorker:
         for closed_at, n in self._closed_at:
             latency = max(committed - closed_at, 0.0)
             BAR_LATENCY.observe(latency)
-            self.stats.latencies_s.extend([latency] * min(n, 1))
+            self.stats.latencies_s.append(latency)
         if bars is not None:
             self.stats.bars += bars.height
             for (tf,), frame in bars.partition_by("timeframe", as_dict=True).items():
