@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import report  # noqa: E402
+from _report import report
 
-from tickwise.bus.memory import MemoryBus  # noqa: E402
-from tickwise.pipeline.ingest import TickPublisher  # noqa: E402
-from tickwise.pipeline.worker import PipelineWorker  # noqa: E402
-from tickwise.sources.simulator import NS, Simulator  # noqa: E402
-from tickwise.store.duckdb import DuckDBWarehouse  # noqa: E402
+from tickwise.bus.memory import MemoryBus
+from tickwise.pipeline.ingest import TickPublisher
+from tickwise.pipeline.worker import PipelineWorker
+from tickwise.sources.simulator import NS, Simulator
+from tickwise.store.duckdb import DuckDBWarehouse
 
 TFS = ["1s", "1m", "5m"]
 

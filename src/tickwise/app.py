@@ -33,10 +33,9 @@ def build_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse
 
 
 def build_lake(settings: Settings):  # -> tickwise.lake.Lake
-    from tickwise.lake import open_lake
+    from tickwise.lake import lake_for
 
-    return open_lake(settings.lake_url, endpoint=settings.lake_endpoint, access_key=settings.lake_access_key,
-                     secret_key=settings.lake_secret_key, region=settings.lake_region)
+    return lake_for(settings)
 
 
 def build_stages(settings: Settings) -> list[BarStage]:

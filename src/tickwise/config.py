@@ -24,7 +24,6 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from pydantic import ValidationError, field_validator
-from pydantic_settings.exceptions import SettingsError
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,6 +31,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from tickwise.exceptions import ConfigError
 from tickwise.timeframes import parse_timeframes

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -86,23 +87,25 @@ def worker_env(redis_url: str, postgres_url: str) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], name: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tickwise.cli", "worker", "--name", name], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(f"/tmp/tw-worker-{name}.log", "w"))
+def start_worker(env: dict[str, str], name: str, log_dir: Path) -> subprocess.Popen:
+    with open(log_dir / f"worker-{name}.log", "w") as log:
+        return subprocess.Popen([sys.executable, "-m", "tickwise.cli", "worker", "--name", name], env=env,
+                                stdout=subprocess.DEVNULL, stderr=log)
 
 
-def test_worker_killed_mid_stream_and_restarted_gives_same_bars(redis_url: str, postgres_url: str) -> None:
+def test_worker_killed_mid_stream_and_restarted_gives_same_bars(redis_url: str, postgres_url: str,
+                                                                tmp_path: Path) -> None:
     ticks = make_ticks()
     expected = reference_bars(ticks)
     bus = RedisBus(redis_url, partitions=PARTITIONS)
     TickPublisher(bus, source="test", max_batch=500).publish(ticks)
     env = worker_env(redis_url, postgres_url)
     PostgresWarehouse(postgres_url).close()  # create the tables
-    first = start_worker(env, "w1")
+    first = start_worker(env, "w1", tmp_path)
     try:
         wait_for(lambda: first.poll() is not None or count(postgres_url, "SELECT count(*) FROM bars") > 100,
                  what="the first bars")
-        assert first.poll() is None, open("/tmp/tw-worker-w1.log").read()
+        assert first.poll() is None, (tmp_path / "worker-w1.log").read_text()
         assert bus.lag("ticks", "pipeline") > 0, "the worker finished before it could be killed"
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
@@ -110,7 +113,7 @@ def test_worker_killed_mid_stream_and_restarted_gives_same_bars(redis_url: str, 
         if first.poll() is None:
             first.kill()
     assert bus.lag("ticks", "pipeline") > 0  # entries left pending or unread by the dead worker
-    second = start_worker(env, "w2")
+    second = start_worker(env, "w2", tmp_path)
     try:
         wait_for(lambda: count(postgres_url, "SELECT count(*) FROM bars") >= expected.height,
                  what="all bars after the restart")
@@ -130,6 +133,9 @@ def run_worker_until(bus_url: str, pg_url: str, expected_rows: int, *, name: str
     workers = [PipelineWorker(RedisBus(bus_url, partitions=PARTITIONS), PostgresWarehouse(pg_url), timeframes=TFS,
                               lateness_ms=1000, name=n, commit_interval_ms=100, idle_close_ms=1000)
                for n in ([name] if extra is None else [name, *[f"{name}-{i}" for i in range(len(extra))]])]
+    for _ in range(2):  # every member joins before any starts, so the split is deterministic
+        for w in workers:
+            w._rebalance()
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
     for t in threads:
         t.start()

@@ -125,6 +125,42 @@ def test_query_refuses_writes_with_400(api):
     assert httpx.get(f"{url}/api/v1/query", params={"sql": "SELECT count(*) FROM bars"}).json()["rows"][0][0] > 0
 
 
+def test_query_file_reads_copy_and_attach_refused_with_400(api, tmp_path):
+    url, _, _ = api
+    secret = tmp_path / "secret.csv"
+    secret.write_text("token\ns3cr3t-value\n")
+    out = tmp_path / "dump.csv"
+    attempts = [
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT * FROM read_csv_auto('{secret}')",
+        f"FROM '{secret}'",
+        f"DESCRIBE '{secret}'",
+        f"SELECT * FROM read_text('{secret}')",
+        f"SELECT * FROM glob('{tmp_path}/*')",
+        f"SELECT * FROM bars WHERE symbol IN (SELECT token FROM read_csv('{secret}'))",
+        f"WITH s AS (SELECT * FROM read_parquet('{secret}')) SELECT * FROM s",
+        f"SUMMARIZE SELECT * FROM read_json('{secret}')",
+        f"SELECT * FROM query('SELECT * FROM read_csv(''{secret}'')')",
+        f"EXPLAIN ANALYZE SELECT * FROM read_csv('{secret}')",
+        f"COPY bars TO '{out}'",
+        f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+        "SELECT getenv('TICKWISE_API_KEY')",
+    ]
+    for sql in attempts:
+        for r in (httpx.get(f"{url}/api/v1/query", params={"sql": sql}),
+                  httpx.post(f"{url}/api/v1/query", json={"sql": sql})):
+            assert r.status_code == 400, (sql, r.status_code, r.text)
+            assert "s3cr3t" not in r.text
+            detail = r.json()["detail"]
+            assert "cannot be read" in detail or "read-only" in detail or "refused" in detail, (sql, detail)
+    assert not out.exists()
+    assert not (tmp_path / "other.duckdb").exists()
+    described = httpx.get(f"{url}/api/v1/query", params={"sql": "DESCRIBE bars"}).json()
+    assert "close" in [row[0] for row in described["rows"]]
+    posted = httpx.post(f"{url}/api/v1/query", json={"sql": "SELECT count(*) AS n FROM bars", "max_rows": 1}).json()
+    assert posted["columns"] == ["n"] and posted["rows"][0][0] > 0
+
+
 def test_post_anomalies_scores_a_real_series_and_finds_a_spike(api):
     url, _, bars = api
     close = _bars(bars, "AAPL")["close"].tail(120).to_list()

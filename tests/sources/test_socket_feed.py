@@ -56,7 +56,7 @@ def test_feed_client_sends_garbage_to_deadletter_and_keeps_going() -> None:
     port = free_port()
     listener = socket.create_server(("127.0.0.1", port))
     stop = threading.Event()
-    client, ticks, dead = collect_client(f"tcp://127.0.0.1:{port}", stop)
+    _, ticks, dead = collect_client(f"tcp://127.0.0.1:{port}", stop)
     conn, _ = listener.accept()
     good = ticks_to_lines(pl.DataFrame({"symbol": ["A", "B"], "ts_event": [1, 2], "price": [1.0, 2.0],
                                         "size": [1.0, 1.0], "id": ["1", "2"]}))

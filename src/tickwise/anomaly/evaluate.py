@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from tickwise.anomaly import Schedule, make_detector
+from tickwise.anomaly import Schedule, make_detector, threshold_settings
 from tickwise.anomaly.inject import KINDS, Event, inject
-from tickwise.anomaly.threshold import ThresholdSettings, tail_thresholds
+from tickwise.anomaly.threshold import tail_thresholds
 
 
 @dataclass(slots=True)
@@ -105,10 +105,14 @@ class Report:
 
 
 def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zscore", "ewma", "iforest", "autoencoder"),
-             kinds: Sequence[str] = KINDS, rate: float = 0.01, start: int = 800, q: float = 2e-4,
+             kinds: Sequence[str] = KINDS, rate: float = 0.01, start: int = 800, q: float = 1e-3,
              tolerance: int = 1, seed: int = 7, schedule: Schedule | None = None,
-             magnitude: tuple[float, float] = (6.0, 10.0), mixed: bool = True) -> Report:
+             magnitude: tuple[float, float] = (6.0, 10.0), mixed: bool = True,
+             per_kind: bool = True, options: dict[str, dict[str, object]] | None = None) -> Report:
     """Inject, score and count; see the module docstring.
+
+    ``per_kind=False`` runs only the mixed set (all kinds together); ``options`` passes
+    model options per detector (e.g. ``{"autoencoder": {"epochs": 10}}``).
 
     Examples
     --------
@@ -121,8 +125,9 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     True
     """
     schedule = schedule or Schedule(min_train=400, refit_every=1000, max_train=5000)
-    pot = ThresholdSettings(q=q)
-    runs = [[k] for k in kinds] + ([list(kinds)] if mixed and len(kinds) > 1 else [])
+    options = options or {}
+    runs = ([[k] for k in kinds] if per_kind or len(kinds) == 1 else []) + \
+        ([list(kinds)] if mixed and len(kinds) > 1 else [])
     rows: list[dict[str, object]] = []
     for run in runs:
         label = run[0] if len(run) == 1 else "all"
@@ -131,12 +136,13 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
         for name in detectors:
             tally = Tally(name, label)
             for bars, events in injected:
-                det = make_detector(name, schedule=schedule, seed=seed)
+                det = make_detector(name, schedule=schedule, seed=seed, **options.get(name, {}))
                 scores = det.score(bars).score
-                flags = scores > tail_thresholds(scores, pot)
+                flags = scores > tail_thresholds(scores, threshold_settings(name, q=q))
                 flags[:start] = False
                 score_flags(flags, events, tally, start=start, tolerance=tolerance)
             rows.append(tally.row())
     settings = {"rate": rate, "start": start, "q": q, "tolerance": tolerance, "seed": seed,
-                "series": len(series), "kinds": list(kinds), "magnitude_sigma": list(magnitude)}
+                "series": sum(s.height >= start + 300 for s in series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
+                "options": options}
     return Report(rows, settings)

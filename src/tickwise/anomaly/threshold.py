@@ -8,7 +8,7 @@ the threshold until they pass unflagged; dropping them (SPOT) truncates the tail
 threshold sinks. So the tail is read where anomalies are a minor part of it: seven
 rolling quantiles of the last ``window`` scores at tail probabilities from ``a`` down to
 ``a/4`` (default 20 % .. 5 %) are fitted by least squares with a generalised Pareto tail
-above the first (shape ``xi`` on a grid in [-0.5, 1], scale ``sigma`` in closed form), and
+above the first (shape ``xi`` on a grid in [-0.5, ``xi_max``], scale ``sigma`` in closed form), and
 the threshold is that tail's quantile extrapolated to ``q``:
 
     x_q = x_a + sigma * ((a / q) ** xi - 1) / xi
@@ -20,7 +20,10 @@ threshold is refreshed every ``refresh`` learned scores and is +inf until ``min_
 scores were seen. An optional ``floor`` is a level the threshold never goes below: for the
 band detectors, whose score is a z-score with a meaning of its own, it is a minimum number
 of sigmas (5, chosen on the bokeh stocks only, see the README) so a quiet stretch whose
-tail fit is short does not flag ordinary 3-4 sigma bars. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
+tail fit is short does not flag ordinary 3-4 sigma bars. ``xi_max`` caps the tail shape: a
+fit of 80-95 % quantiles that comes out slightly convex otherwise extrapolates with xi = 1 to
+a threshold of 25 sigma and silences a series (the band detectors use 0.3, about the tail of
+daily returns; models with scores of unknown shape keep 1). NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
 series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
@@ -51,6 +54,7 @@ class ThresholdSettings:
     refresh: int = 20
     a: float = 0.2
     floor: float = float("-inf")
+    xi_max: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.q < self.a / 4:
@@ -61,6 +65,8 @@ class ThresholdSettings:
             raise ValueError(f"min_scores must be in [20, window], was {self.min_scores}")
         if self.refresh < 1:
             raise ValueError(f"refresh must be >= 1, was {self.refresh}")
+        if not 0 <= self.xi_max <= 1:
+            raise ValueError(f"xi_max must be in [0, 1], was {self.xi_max}")
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -91,11 +97,12 @@ def tail_threshold(scores: FloatArray, settings: ThresholdSettings) -> FloatArra
     base = xs[:, :1]
     y = xs[:, 1:] - base  # (m, J-1)
     r = (settings.a / (1 - levels[1:]))  # (J-1,)
-    g = _growth(r[None, :], _XI_GRID[:, None])  # (G, J-1)
+    grid = _XI_GRID[_XI_GRID <= settings.xi_max + 1e-12]
+    g = _growth(r[None, :], grid[:, None])  # (G, J-1)
     sigma = np.maximum(y @ g.T, 0.0) / (g * g).sum(axis=1)  # (m, G)
     resid = ((y[:, None, :] - sigma[:, :, None] * g[None]) ** 2).sum(axis=2)
     best = np.argmin(resid, axis=1)
-    xi = _XI_GRID[best]
+    xi = grid[best]
     sig = sigma[np.arange(xs.shape[0]), best]
     return base[:, 0] + sig * _growth(np.asarray(settings.a / settings.q), xi)
 

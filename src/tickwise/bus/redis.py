@@ -12,6 +12,7 @@ expire and others take its partitions, reclaiming its unacked entries with ``XAU
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import zlib
@@ -276,13 +277,9 @@ class RedisConsumer(Consumer):
                 self.bus.trim_acked(self.topic, m_partition)
 
     def close(self) -> None:
-        for p in self._owned:
-            try:
+        # best effort: leases and membership expire by themselves
+        with contextlib.suppress(RedisError):
+            for p in self._owned:
                 self.bus._release(keys=[self._lease(p)], args=[self.name])
-            except RedisError:
-                pass  # the lease expires by itself
-        self._owned = []
-        try:
             self.bus.client.zrem(self._members, self.name)
-        except RedisError:
-            pass
+        self._owned = []

@@ -187,6 +187,7 @@ def register(app: typer.Typer) -> None:
         magnitude: Annotated[str, typer.Option("--magnitude", help="LOW,HIGH size in robust sigmas")] = "6,10",
         seed: Annotated[int, typer.Option("--seed")] = 7,
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here")] = None,
+        quick: Annotated[bool, typer.Option("--quick", help="Only the mixed run (all kinds together); autoencoder with 10 epochs")] = False,
     ) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
@@ -223,7 +224,8 @@ def register(app: typer.Typer) -> None:
         if not series:
             raise DataError("no series to evaluate")
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
-                          magnitude=(lo, hi), seed=seed)
+                          magnitude=(lo, hi), seed=seed, per_kind=not quick,
+                          options={"autoencoder": {"epochs": 10}} if quick else None)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {len(series)} series, "

@@ -218,7 +218,6 @@ def register(app: typer.Typer) -> None:
                     continue
                 writes = {"bars": loaded.bars.to_arrow()}
                 if loaded.rejected.height:
-                    import polars as pl
 
                     from tickwise.pipeline.validate import deadletters
 

@@ -31,7 +31,7 @@ def serve(
     from tickwise.app import build_bus, build_warehouse
     from tickwise.config import load_settings
     from tickwise.serve.api import create_app
-    from tickwise.serve.runtime import start_dashboard, stop_process
+    from tickwise.serve.runtime import server_options, start_dashboard, stop_process
 
     settings = load_settings(data_dir=data_dir)
     host = host or settings.api_host
@@ -47,8 +47,7 @@ def serve(
         typer.echo(f"dashboard on http://{host}:{settings.dashboard_port}")
     typer.echo(f"API on http://{host}:{port} (docs at /docs, metrics at /metrics)")
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", ws="websockets-sansio",
-                    timeout_graceful_shutdown=3)
+        uvicorn.run(app, host=host, port=port, **server_options())  # type: ignore[arg-type]
     finally:
         if proc is not None:
             stop_process(proc)

@@ -7,14 +7,18 @@ recursion (EMA, Wilder) is a loop-carried dependency that NumPy cannot vectorise
 window kept as a running total needs one pass instead of several array temporaries.
 
 Kernels take contiguous float64 arrays and plain ints/floats (one compiled specialisation
-each) and return new arrays, NaN where the streaming form is not ready. They are compiled
+each) and write into output arrays the caller allocates (NumPy asks the kernel for huge
+pages on big arrays, which saves most of the page faults of writing several megabytes), NaN
+where the streaming form is not ready. They are compiled
 on first use and cached on disk (``cache=True``), so only the first run on a machine pays
 the compile time.
 
 Examples
 --------
 >>> import numpy as np
->>> sma_kernel(np.array([1.0, 2.0, 3.0]), 2).tolist()
+>>> out = np.empty(3)
+>>> sma_kernel(np.array([1.0, 2.0, 3.0]), 2, out)
+>>> out.tolist()
 [nan, 1.5, 2.5]
 """
 
@@ -27,10 +31,9 @@ _NAN = np.nan
 
 
 @njit(cache=True, nogil=True)
-def sum_kernel(x, period):  # type: ignore[no-untyped-def]
-    """Window sums kept as `streaming.SMA` keeps them (re-summed each time the ring wraps)."""
+def sma_kernel(x, period, out):  # type: ignore[no-untyped-def]
+    """`streaming.SMA` over an array: a running total, re-summed each time the ring wraps."""
     n = x.shape[0]
-    out = np.empty(n)
     s = 0.0
     i = 0
     for t in range(n):
@@ -42,26 +45,16 @@ def sum_kernel(x, period):  # type: ignore[no-untyped-def]
             s = 0.0
             for j in range(t - period + 1, t + 1):
                 s += x[j]
-        out[t] = s if t >= period - 1 else _NAN
-    return out
+        out[t] = s / period if t >= period - 1 else _NAN
 
 
 @njit(cache=True, nogil=True)
-def sma_kernel(x, period):  # type: ignore[no-untyped-def]
-    """`streaming.SMA` over an array."""
-    out = sum_kernel(x, period)
-    for t in range(period - 1, x.shape[0]):
-        out[t] = out[t] / period
-    return out
-
-
-@njit(cache=True, nogil=True)
-def running_sum_kernel(x, period):  # type: ignore[no-untyped-def]
+def running_sum_kernel(x, period, out):  # type: ignore[no-untyped-def]
     """Window sums as one running total: add the newest, output, drop the oldest."""
     n = x.shape[0]
-    out = np.full(n, _NAN)
+    out[:] = _NAN
     if n < period:
-        return out
+        return
     s = x[0]
     for t in range(1, period):
         s += x[t]
@@ -70,14 +63,12 @@ def running_sum_kernel(x, period):  # type: ignore[no-untyped-def]
         s -= x[t - period]
         s += x[t]
         out[t] = s
-    return out
 
 
 @njit(cache=True, nogil=True)
-def ema_kernel(x, period, k):  # type: ignore[no-untyped-def]
+def ema_kernel(x, period, k, out):  # type: ignore[no-untyped-def]
     """`streaming.EMA` over an array: the mean of the first ``period`` values, then ``v += k (x - v)``."""
     n = x.shape[0]
-    out = np.empty(n)
     v = 0.0
     for t in range(n):
         if t >= period:
@@ -87,14 +78,12 @@ def ema_kernel(x, period, k):  # type: ignore[no-untyped-def]
         else:
             v = (v + x[t]) / period
         out[t] = v if t >= period - 1 else _NAN
-    return out
 
 
 @njit(cache=True, nogil=True)
-def wma_kernel(x, period):  # type: ignore[no-untyped-def]
+def wma_kernel(x, period, out):  # type: ignore[no-untyped-def]
     """`streaming.WMA` over an array."""
     n = x.shape[0]
-    out = np.empty(n)
     div = period * (period + 1) / 2
     s = 0.0
     ws = 0.0
@@ -113,14 +102,12 @@ def wma_kernel(x, period):  # type: ignore[no-untyped-def]
             for j in range(period):
                 ws += (j + 1) * x[t - period + 1 + j]
         out[t] = ws / div if t >= period - 1 else _NAN
-    return out
 
 
 @njit(cache=True, nogil=True)
-def rsi_kernel(x, period, inv):  # type: ignore[no-untyped-def]
+def rsi_kernel(x, period, inv, out):  # type: ignore[no-untyped-def]
     """`streaming.RSI` over an array (Wilder smoothing with ``inv = 1 / period``)."""
     n = x.shape[0]
-    out = np.empty(n)
     gain = 0.0
     loss = 0.0
     for t in range(n):
@@ -148,32 +135,26 @@ def rsi_kernel(x, period, inv):  # type: ignore[no-untyped-def]
         else:
             total = gain + loss
             out[t] = 0.0 if total == 0.0 else 100.0 * gain / total
-    return out
 
 
 @njit(cache=True, nogil=True)
-def macd_kernel(x, fast, slow, signal, kf, ks, kg):  # type: ignore[no-untyped-def]
+def macd_kernel(x, fast, slow, signal, kf, ks, kg, line_out, sig_out, hist_out):  # type: ignore[no-untyped-def]
     """`streaming.MACD` over an array: (line, signal, histogram)."""
     n = x.shape[0]
-    line_out = np.empty(n)
-    sig_out = np.empty(n)
-    hist_out = np.empty(n)
+    first = slow + signal - 2  # first bar with a value
     f = 0.0
     s = 0.0
     sig = 0.0
-    for t in range(n):
+    # warm-up, bar by bar as the streaming form takes it
+    for t in range(min(n, first + 1)):
         c = t + 1  # bars seen, the streaming form's counter
         xt = x[t]
         if c > slow:
             f += kf * (xt - f)
             s += ks * (xt - s)
-            line = f - s
-            if c >= slow + signal:
-                sig += kg * (line - sig)
-            else:
-                sig += line
-                if c == slow + signal - 1:
-                    sig /= signal
+            sig += f - s
+            if c == slow + signal - 1:
+                sig /= signal
         else:
             s += xt
             if c == slow:
@@ -183,80 +164,91 @@ def macd_kernel(x, fast, slow, signal, kf, ks, kg):  # type: ignore[no-untyped-d
                     f += x[j]
                 f /= fast
                 sig = f - s
-        if c < slow + signal - 1:
-            line_out[t] = _NAN
-            sig_out[t] = _NAN
-            hist_out[t] = _NAN
-        else:
-            line = f - s
-            line_out[t] = line
-            sig_out[t] = sig
-            hist_out[t] = line - sig
-    return line_out, sig_out, hist_out
+        line_out[t] = _NAN
+        sig_out[t] = _NAN
+        hist_out[t] = _NAN
+    if n > first:
+        line = f - s
+        line_out[first] = line
+        sig_out[first] = sig
+        hist_out[first] = line - sig
+    # then one branch-free step per bar: three recursions the CPU runs side by side
+    for t in range(first + 1, n):
+        xt = x[t]
+        f += kf * (xt - f)
+        s += ks * (xt - s)
+        line = f - s
+        sig += kg * (line - sig)
+        line_out[t] = line
+        sig_out[t] = sig
+        hist_out[t] = line - sig
 
 
 @njit(cache=True, nogil=True)
-def bbands_kernel(x, period, nbdev):  # type: ignore[no-untyped-def]
+def bbands_kernel(x, period, nbdev, upper, middle, lower):  # type: ignore[no-untyped-def]
     """`streaming.BollingerBands` over an array: (upper, middle, lower)."""
     n = x.shape[0]
-    upper = np.empty(n)
-    middle = np.empty(n)
-    lower = np.empty(n)
+    inv = 1.0 / period
     c = x[0] if n else 0.0
     s = 0.0
     sq = 0.0
-    i = 0
-    for t in range(n):
-        old = x[t - period] - c if t >= period else 0.0
+    for t in range(min(n, period - 1)):
         y = x[t] - c
-        s += y - old
-        sq += y * y - old * old
-        i += 1
-        if i == period:
-            i = 0
-            first = t - period + 1
-            acc = 0.0
-            for j in range(first, t + 1):
-                acc += x[j]
-            c = acc / period
-            s = 0.0
-            sq = 0.0
-            for j in range(first, t + 1):
-                s += x[j] - c
-            for j in range(first, t + 1):
-                sq += (x[j] - c) * (x[j] - c)
-        if t < period - 1:
-            upper[t] = _NAN
-            middle[t] = _NAN
-            lower[t] = _NAN
-            continue
-        shift = s / period
-        mean_sq = sq / period
-        var = mean_sq - shift * shift
-        mid = c + shift
-        if var <= 1e-4 * mean_sq:
-            # two passes over the window in ring-slot order, as the streaming buffer holds it
-            acc = 0.0
-            for slot in range(period):
-                acc += x[t - (t - slot) % period]
-            m = acc / period
-            acc = 0.0
-            for slot in range(period):
-                v = x[t - (t - slot) % period]
-                acc += (v - m) * (v - m)
-            var = acc / period
-        dev = np.sqrt(var) * nbdev if var > 0.0 else 0.0
-        upper[t] = mid + dev
-        middle[t] = mid
-        lower[t] = mid - dev
-    return upper, middle, lower
+        s += y
+        sq += y * y
+        upper[t] = _NAN
+        middle[t] = _NAN
+        lower[t] = _NAN
+    # one block per turn of the streaming ring buffer: it recentres at the block's last bar
+    for last in range(period - 1, n + period - 1, period):
+        stop = min(last, n - 1)
+        for t in range(max(period - 1, last - period + 1), stop + 1):
+            old = x[t - period] - c if t >= period else 0.0
+            y = x[t] - c
+            s += y - old
+            sq += y * y - old * old
+            if t == last:
+                first = t - period + 1
+                acc = 0.0
+                for j in range(first, t + 1):
+                    acc += x[j]
+                c = acc / period
+                s = 0.0
+                sq = 0.0
+                for j in range(first, t + 1):
+                    s += x[j] - c
+                for j in range(first, t + 1):
+                    sq += (x[j] - c) * (x[j] - c)
+            shift = s * inv
+            mean_sq = sq * inv
+            var = mean_sq - shift * shift
+            mid = c + shift
+            if var <= 1e-4 * mean_sq:
+                var = _ring_var(x, t, period)
+            dev = np.sqrt(var) * nbdev if var > 0.0 else 0.0
+            upper[t] = mid + dev
+            middle[t] = mid
+            lower[t] = mid - dev
 
 
 @njit(cache=True, nogil=True)
-def atr_kernel(high, low, close, period, inv):  # type: ignore[no-untyped-def]
+def _ring_var(x, t, period):  # type: ignore[no-untyped-def]
+    # two passes over the window in ring-slot order, as the streaming buffer holds it
+    acc = 0.0
+    for slot in range(period):
+        acc += x[t - (t - slot) % period]
+    m = acc / period
+    acc = 0.0
+    for slot in range(period):
+        v = x[t - (t - slot) % period]
+        acc += (v - m) * (v - m)
+    return acc / period
+
+
+@njit(cache=True, nogil=True)
+def atr_kernel(high, low, close, period, inv, out):  # type: ignore[no-untyped-def]
     """`streaming.ATR` over arrays (Wilder smoothing with ``inv = 1 / period``)."""
     n = close.shape[0]
-    out = np.empty(n)
     atr = 0.0
     for t in range(n):
         if t == 0:
@@ -277,31 +269,29 @@ def atr_kernel(high, low, close, period, inv):  # type: ignore[no-untyped-def]
             if t == period:
                 atr /= period
         out[t] = atr if t >= period else _NAN
-    return out
 
 
 @njit(cache=True, nogil=True)
-def obv_kernel(close, volume):  # type: ignore[no-untyped-def]
+def obv_kernel(close, volume, out):  # type: ignore[no-untyped-def]
     """`streaming.OBV` over arrays."""
     n = close.shape[0]
-    out = np.empty(n)
     obv = 0.0
     for t in range(n):
         if t == 0:
             obv = volume[0]
-        elif close[t] > close[t - 1]:
-            obv += volume[t]
-        elif close[t] < close[t - 1]:
-            obv -= volume[t]
+        else:
+            # +v, -v or 0.0 without a branch (random up/down moves defeat branch prediction);
+            # adding 0.0 leaves the total as it was, so the sums are the streaming form's
+            up = 1.0 if close[t] > close[t - 1] else 0.0
+            down = 1.0 if close[t] < close[t - 1] else 0.0
+            obv += (up - down) * volume[t]
         out[t] = obv
-    return out
 
 
 @njit(cache=True, nogil=True)
-def vwap_kernel(high, low, close, volume, window):  # type: ignore[no-untyped-def]
+def vwap_kernel(high, low, close, volume, window, out):  # type: ignore[no-untyped-def]
     """`streaming.VWAP` over arrays; ``window <= 0`` means cumulative."""
     n = close.shape[0]
-    out = np.empty(n)
     spv = 0.0
     sv = 0.0
     i = 0
@@ -331,4 +321,3 @@ def vwap_kernel(high, low, close, volume, window):  # type: ignore[no-untyped-de
             for j in range(t - window + 1, t + 1):
                 sv += volume[j]
         out[t] = spv / sv if (t >= window - 1 and sv != 0.0) else _NAN
-    return out

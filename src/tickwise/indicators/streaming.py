@@ -1,7 +1,8 @@
 """Streaming indicators: one small object per indicator and symbol, O(1) per bar.
 
 Each class is the bar-by-bar twin of a function in `tickwise.indicators.batch` and follows
-the same TA-Lib conventions (documented there). Running sums are recomputed from the window
+the same TA-Lib conventions (documented there); the batch form runs the same operations in
+the same order (`tickwise.indicators.kernels`), so both give the same bits. Running sums are recomputed from the window
 each time the ring buffer wraps, so rounding error does not grow over a long stream, at an
 amortised O(1) cost.
 
@@ -15,6 +16,8 @@ Examples
 """
 
 from __future__ import annotations
+
+from math import sqrt
 
 from tickwise.indicators.base import NAN, Indicator, check_period
 
@@ -179,12 +182,13 @@ class RSI(Indicator):
     75.0
     """
 
-    __slots__ = ("_gain", "_loss", "_n", "_prev", "columns", "period")
+    __slots__ = ("_gain", "_inv", "_loss", "_n", "_prev", "columns", "period")
 
     inputs = ("close",)
 
     def __init__(self, period: int) -> None:
         self.period = check_period("period", period, minimum=2)
+        self._inv = 1.0 / period  # a multiply, not a divide, in the batch loop's dependency chain
         self.columns = (f"rsi_{period}",)
         self.reset()
 
@@ -204,8 +208,8 @@ class RSI(Indicator):
         p = self.period
         g, lo = (d, 0.0) if d > 0.0 else (0.0, -d)
         if n > p:
-            self._gain += (g - self._gain) / p
-            self._loss += (lo - self._loss) / p
+            self._gain += (g - self._gain) * self._inv
+            self._loss += (lo - self._loss) * self._inv
         else:
             self._gain += g
             self._loss += lo
@@ -379,7 +383,7 @@ class BollingerBands(Indicator):
         if var <= 1e-4 * mean_sq:
             m = sum(self._buf) / p
             var = sum((v - m) * (v - m) for v in self._buf) / p
-        dev = var**0.5 * self.nbdev if var > 0.0 else 0.0
+        dev = sqrt(var) * self.nbdev if var > 0.0 else 0.0
         return (middle + dev, middle, middle - dev)
 
 
@@ -394,12 +398,13 @@ class ATR(Indicator):
     1.5
     """
 
-    __slots__ = ("_atr", "_n", "_prev", "columns", "period")
+    __slots__ = ("_atr", "_inv", "_n", "_prev", "columns", "period")
 
     inputs = ("high", "low", "close")
 
     def __init__(self, period: int) -> None:
         self.period = check_period("period", period)
+        self._inv = 1.0 / period
         self.columns = (f"atr_{period}",)
         self.reset()
 
@@ -422,7 +427,7 @@ class ATR(Indicator):
             tr = abs(low - prev)
         p = self.period
         if n > p:
-            self._atr += (tr - self._atr) / p
+            self._atr += (tr - self._atr) * self._inv
         else:
             self._atr += tr
             if n == p:

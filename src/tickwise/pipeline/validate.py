@@ -95,7 +95,7 @@ def decode_lines(lines: list[bytes], *, source: str) -> tuple[pl.DataFrame, pl.D
             & pl.col("price").is_not_null().all() & pl.col("size").is_not_null().all()
         ).item():
             return frame.rename({"ts": "ts_event"}).select(list(TICK_POLARS_SCHEMA)), empty_deadletters()
-    except Exception:  # noqa: S110 - any failure means: take the careful path below
+    except Exception:
         pass
     rows: dict[str, list] = {k: [] for k in TICK_POLARS_SCHEMA}
     bad_reasons: list[str] = []

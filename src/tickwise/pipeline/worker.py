@@ -22,7 +22,14 @@ import polars as pl
 from tickwise.bus import DEADLETTER, TICKS, Bus, Message, bars_topic
 from tickwise.bus.base import position_of
 from tickwise.codec import decode_table, encode_json, encode_table
-from tickwise.metrics import BAR_LATENCY, BARS_WRITTEN, DEADLETTERS, LAST_TICK, TICKS_PROCESSED, WATERMARK
+from tickwise.metrics import (
+    BAR_LATENCY,
+    BARS_WRITTEN,
+    DEADLETTERS,
+    LAST_TICK,
+    TICKS_PROCESSED,
+    WATERMARK,
+)
 from tickwise.pipeline.bars import BarAggregator, BarState
 from tickwise.pipeline.validate import (
     TICK_POLARS_SCHEMA,
@@ -165,6 +172,9 @@ class PipelineWorker:
             by_partition[m.partition].append(m)
         for p, msgs in by_partition.items():
             part = self.partitions.get(p)
+            if part is None and p in self.consumer.owned():
+                self._take_over(p)  # gained outside _rebalance (a consumer that rebalanced itself)
+                part = self.partitions[p]
             if part is None:  # a partition lost since the poll: leave it for its new owner
                 continue
             done = position_of(part.position)
@@ -230,7 +240,7 @@ class PipelineWorker:
         self.warehouse.commit(writes, checkpoints)
         committed = time.time()
         self.consumer.ack(self._pending)
-        for closed_at, n in self._closed_at:
+        for closed_at, _ in self._closed_at:
             latency = max(committed - closed_at, 0.0)
             BAR_LATENCY.observe(latency)
             self.stats.latencies_s.append(latency)

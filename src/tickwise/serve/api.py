@@ -22,6 +22,7 @@ from tickwise import __version__, metrics
 from tickwise.bus.base import Bus
 from tickwise.config import Settings
 from tickwise.exceptions import BackendError, InputError, NotFoundError, TickwiseError
+from tickwise.serve.cache import ResponseCache, current_request
 from tickwise.serve.records import TableReader, check_symbol
 from tickwise.serve.stream import KINDS, StreamHub
 from tickwise.store.base import Warehouse
@@ -35,52 +36,49 @@ def encode(value: Any) -> bytes:
     return _encoder.encode(value)
 
 
-class ResponseCache:
-    """JSON bodies of read routes kept for a fraction of a second.
+class _FrontDoor:
+    """Outermost ASGI middleware: answers repeated read requests from the cache, times all.
 
-    A dashboard and many clients polling "the latest bars" hit the same few keys; answering
-    them from memory for ``ttl_s`` keeps the warehouse free for the pipeline's writes.
-
-    Examples
-    --------
-    >>> c = ResponseCache(ttl_s=10)
-    >>> c.put(("k",), b"{}")
-    >>> c.get(("k",))
-    b'{}'
+    A GET whose exact path and query string were answered before from `ResponseCache` is
+    answered here with the cached bytes, skipping routing, parameter validation and the
+    rest of the middleware stack (the same request always maps to the same validated
+    key). Every HTTP request's latency and status are recorded per route template.
     """
 
-    def __init__(self, *, ttl_s: float, max_entries: int = 2048) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._entries: dict[tuple[Any, ...], tuple[float, bytes]] = {}
-
-    def get(self, key: tuple[Any, ...]) -> bytes | None:
-        if self.ttl_s <= 0:
-            return None
-        hit = self._entries.get(key)
-        if hit is None or hit[0] < time.monotonic():
-            return None
-        return hit[1]
-
-    def put(self, key: tuple[Any, ...], body: bytes) -> None:
-        if self.ttl_s <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            self._entries.clear()
-        self._entries[key] = (time.monotonic() + self.ttl_s, body)
-
-
-class _Timing:
-    """ASGI middleware that records latency and status per route template."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], *, cache: ResponseCache) -> None:
         self.app = app
+        self.cache = cache
+        self._observers: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _record(self, route: str, method: str, status: int, seconds: float) -> None:
+        observers = self._observers.get((route, method, status))
+        if observers is None:
+            observers = (metrics.API_LATENCY.labels(route, method),
+                         metrics.API_REQUESTS.labels(route, method, f"{status // 100}xx"))
+            self._observers[(route, method, status)] = observers
+        observers[0].observe(seconds)
+        observers[1].inc()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        method = scope.get("method", "GET")
+        noted: dict[str, Any] | None = None
+        token = None
+        if method == "GET":
+            request = (scope["path"], scope["query_string"])
+            hit = self.cache.lookup(request)
+            if hit is not None:
+                body, route = hit
+                await send({"type": "http.response.start", "status": 200, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                self._record(route, method, 200, time.perf_counter() - started)
+                return
+            noted = {"key": None}
+            token = current_request.set(noted)
         status = [500]
 
         async def send_status(message: dict[str, Any]) -> None:
@@ -91,11 +89,12 @@ class _Timing:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            name = getattr(route, "path", None) or "unmatched"
-            method = scope.get("method", "GET")
-            metrics.API_LATENCY.labels(name, method).observe(time.perf_counter() - started)
-            metrics.API_REQUESTS.labels(name, method, f"{status[0] // 100}xx").inc()
+            if token is not None:
+                current_request.reset(token)
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            if noted is not None and noted["key"] is not None and status[0] == 200:
+                self.cache.remember((scope["path"], scope["query_string"]), noted["key"], route)
+            self._record(route, method, status[0], time.perf_counter() - started)
 
 
 class ServeState:
@@ -211,7 +210,7 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
     app.add_exception_handler(InputError, _error(400))
     app.add_exception_handler(BackendError, _error(503))
     app.add_exception_handler(TickwiseError, _error(400))
-    app.add_middleware(_Timing)  # type: ignore[arg-type]
+    app.add_middleware(_FrontDoor, cache=state.cache)  # type: ignore[arg-type]
     app.include_router(data_router(state))
     app.include_router(compat_router(state))
 

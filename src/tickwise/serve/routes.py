@@ -15,7 +15,6 @@ import pyarrow as pa
 from fastapi import APIRouter, Header, HTTPException, Path, Query
 from fastapi.responses import Response
 from prometheus_client import REGISTRY
-from starlette.concurrency import run_in_threadpool
 
 from tickwise.exceptions import InputError, NotFoundError
 from tickwise.serve import schemas
@@ -23,6 +22,7 @@ from tickwise.serve.accuracy import score_forecasts
 from tickwise.serve.api import ServeState, encode
 from tickwise.serve.records import SYMBOL_PATTERN, check_symbol, to_ns, to_records
 from tickwise.serve.scoring import score_series
+from tickwise.serve.sqlcheck import check_read_only_sql
 from tickwise.store.base import TABLES
 from tickwise.timeframes import timeframe_ns
 
@@ -57,11 +57,7 @@ def data_router(state: ServeState) -> APIRouter:
 
     async def cached(key: tuple[Any, ...], build: Any) -> Response:
         # a hit is answered on the event loop; a miss reads the warehouse in the thread pool
-        body = state.cache.get(key)
-        if body is None:
-            body = await run_in_threadpool(lambda: encode(build()))
-            state.cache.put(key, body)
-        return _json(body)
+        return _json(await state.cache.fetch(key, lambda: encode(build())))
 
     async def series_rows(table: str, symbol: str, timeframe: str | None, start: dt.datetime | None,
                           end: dt.datetime | None, limit: int) -> Response:
@@ -172,13 +168,18 @@ def data_router(state: ServeState) -> APIRouter:
     def query(sql: Annotated[str, Query(min_length=1, max_length=20_000, description="one read-only statement")],
               max_rows: Annotated[int, Query(ge=1, le=100_000)] = 1000,
               timeout_s: Annotated[float, Query(gt=0, le=60)] = 10.0) -> Response:
-        """Run one read-only SQL statement on the warehouse, with a row and time limit."""
-        table = state.warehouse.query(sql, max_rows=max_rows + 1, timeout_s=timeout_s)
-        truncated = table.num_rows > max_rows
-        table = table.slice(0, max_rows)
-        rows = [list(r.values()) for r in to_records(table)]
-        return _json(encode({"columns": table.column_names, "rows": rows, "row_count": len(rows),
-                             "truncated": truncated}))
+        """Run one read-only SQL statement on the warehouse's tables, with a row and time limit.
+
+        Files, other databases, settings and the environment are out of reach: table
+        functions such as ``read_csv`` or ``glob``, ``FROM 'file.csv'``, ``COPY`` and
+        ``ATTACH`` are refused with a 400.
+        """
+        return _run_query(state, sql, max_rows=max_rows, timeout_s=timeout_s)
+
+    @router.post("/query", response_model=schemas.QueryOut, tags=["data"])
+    def query_post(body: schemas.QueryIn) -> Response:
+        """Run one read-only SQL statement sent as JSON (same rules as ``GET /query``)."""
+        return _run_query(state, body.sql, max_rows=body.max_rows, timeout_s=body.timeout_s)
 
     @router.get("/accuracy/{symbol}", response_model=schemas.AccuracyOut, tags=["analytics"])
     async def accuracy(symbol: Symbol, timeframe: Timeframe = None,
@@ -239,6 +240,16 @@ def compat_router(state: ServeState) -> APIRouter:
                              "scores": scores}))
 
     return router
+
+
+def _run_query(state: ServeState, sql: str, *, max_rows: int, timeout_s: float) -> Response:
+    check_read_only_sql(sql)
+    table = state.warehouse.query(sql, max_rows=max_rows + 1, timeout_s=timeout_s)
+    truncated = table.num_rows > max_rows
+    table = table.slice(0, max_rows)
+    rows = [list(r.values()) for r in to_records(table)]
+    return _json(encode({"columns": table.column_names, "rows": rows, "row_count": len(rows),
+                         "truncated": truncated}))
 
 
 def _frame(table: pa.Table) -> pl.DataFrame:

@@ -85,6 +85,22 @@ def wait_http(url: str, *, timeout_s: float) -> bool:
     return False
 
 
+def server_options() -> dict[str, object]:
+    """Return uvicorn's options for the API: the C event loop and HTTP parser, no access log.
+
+    Examples
+    --------
+    >>> server_options()["http"]
+    'httptools'
+    """
+    import importlib.util
+
+    fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
+    return {"loop": "uvloop" if fast else "asyncio", "http": "httptools" if fast else "h11",
+            "ws": "websockets-sansio", "lifespan": "on", "log_level": "warning", "access_log": False,
+            "timeout_graceful_shutdown": 3}
+
+
 @dataclass
 class ServiceHandle:
     """The running API (and dashboard); `stop` ends both."""
@@ -154,8 +170,7 @@ def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None,
     host = host or settings.api_host
     port = settings.api_port if port is None else port
     app = create_app(settings, warehouse=warehouse, bus=bus)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            lifespan="on", ws="websockets-sansio", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, host=host, port=port, **server_options())
     server = uvicorn.Server(config)
     failure: list[BaseException] = []
 

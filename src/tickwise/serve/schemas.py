@@ -41,6 +41,16 @@ class SymbolsOut(BaseModel):
     symbols: list[str]
 
 
+class QueryIn(BaseModel):
+    """One read-only SQL statement, for SQL too long for a URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sql: str = Field(min_length=1, max_length=100_000, description="one read-only statement")
+    max_rows: int = Field(default=1000, ge=1, le=100_000)
+    timeout_s: float = Field(default=10.0, gt=0, le=60)
+
+
 class QueryOut(BaseModel):
     columns: list[str]
     rows: list[list[Any]]

@@ -133,6 +133,41 @@ def conform(spec: TableSpec, data: pa.Table) -> pa.Table:
     return pa.table(columns, schema=spec.arrow_schema)
 
 
+def prepare_writes(
+    writes: dict[str, pa.Table], checkpoints: list[Checkpoint] | tuple[Checkpoint, ...] = ()
+) -> list[tuple[TableSpec, pa.Table]]:
+    """Conform each table to its spec, keep one row per key (the last), add the checkpoints.
+
+    Backends upsert the result in one transaction; an upsert must not see a key twice.
+    """
+    import datetime as dt
+
+    import polars as pl
+
+    prepared = []
+    for name, data in writes.items():
+        spec = TABLES.get(name)
+        if spec is None:
+            raise ValueError(f"table must be one of {sorted(TABLES)}, was {name!r}")
+        table = conform(spec, data if isinstance(data, pa.Table) else data.to_arrow())
+        if table.num_rows == 0:
+            continue
+        if spec.key:
+            frame = pl.from_arrow(table)
+            table = conform(spec, frame.unique(subset=list(spec.key), keep="last", maintain_order=True).to_arrow())
+        prepared.append((spec, table))
+    if checkpoints:
+        now = dt.datetime.now(dt.UTC)
+        cp = pa.table({
+            "key": [c.key for c in checkpoints],
+            "position": [c.position for c in checkpoints],
+            "state": pa.array([c.state for c in checkpoints], pa.binary()),
+            "ts_updated": pa.array([now] * len(checkpoints), pa.timestamp("us", tz="UTC")),
+        })
+        prepared.append((TABLES["checkpoints"], cp))
+    return prepared
+
+
 class Warehouse(ABC):
     """Where bars, dead letters, checkpoints and analytics results are kept."""
 

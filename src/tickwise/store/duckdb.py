@@ -12,11 +12,10 @@ import threading
 from pathlib import Path
 
 import duckdb
-import polars as pl
 import pyarrow as pa
 
 from tickwise.exceptions import BackendError, InputError, ReadOnlyQueryError
-from tickwise.store.base import TABLES, Checkpoint, TableSpec, Warehouse, conform
+from tickwise.store.base import TABLES, Checkpoint, TableSpec, Warehouse, prepare_writes
 from tickwise.store.sql import create_table, quote, refuse_writes, select_rows, upsert_from
 
 _TYPES = {
@@ -85,27 +84,7 @@ class DuckDBWarehouse(Warehouse):
     def commit(self, writes: dict[str, pa.Table], checkpoints: list[Checkpoint] = ()) -> None:  # type: ignore[assignment]
         if self.read_only:
             raise BackendError(f"warehouse {self.path} was opened read-only")
-        prepared = []
-        for name, data in writes.items():
-            spec = self._spec(name)
-            table = conform(spec, data if isinstance(data, pa.Table) else data.to_arrow())
-            if table.num_rows == 0:
-                continue
-            if spec.key:
-                # one row per key (the last wins), or DuckDB refuses the upsert
-                frame = pl.from_arrow(table)
-                table = frame.unique(subset=list(spec.key), keep="last", maintain_order=True).to_arrow()
-                table = conform(spec, table)
-            prepared.append((spec, table))
-        if checkpoints:
-            now = pa.scalar(dt.datetime.now(dt.UTC), pa.timestamp("us", tz="UTC"))
-            cp = pa.table({
-                "key": [c.key for c in checkpoints],
-                "position": [c.position for c in checkpoints],
-                "state": pa.array([c.state for c in checkpoints], pa.binary()),
-                "ts_updated": pa.array([now.as_py()] * len(checkpoints), pa.timestamp("us", tz="UTC")),
-            })
-            prepared.append((TABLES["checkpoints"], cp))
+        prepared = prepare_writes(writes, checkpoints)
         if not prepared:
             return
         with self._lock:

@@ -12,13 +12,12 @@ import datetime as dt
 import threading
 import time
 
-import polars as pl
 import psycopg
 import pyarrow as pa
 from psycopg import sql as psql
 
 from tickwise.exceptions import BackendError, InputError, ReadOnlyQueryError
-from tickwise.store.base import TABLES, Checkpoint, TableSpec, Warehouse, conform
+from tickwise.store.base import TABLES, Checkpoint, TableSpec, Warehouse, conform, prepare_writes
 from tickwise.store.sql import create_table, refuse_writes, select_rows, upsert_from
 
 _TYPES = {
@@ -97,25 +96,7 @@ class PostgresWarehouse(Warehouse):
     def commit(self, writes: dict[str, pa.Table], checkpoints: list[Checkpoint] = ()) -> None:  # type: ignore[assignment]
         if self.read_only:
             raise BackendError("warehouse was opened read-only")
-        prepared = []
-        for name, data in writes.items():
-            spec = self._spec(name)
-            table = conform(spec, data if isinstance(data, pa.Table) else data.to_arrow())
-            if table.num_rows == 0:
-                continue
-            if spec.key:
-                table = conform(spec, pl.from_arrow(table).unique(subset=list(spec.key), keep="last",
-                                                                  maintain_order=True).to_arrow())
-            prepared.append((spec, table))
-        if checkpoints:
-            now = dt.datetime.now(dt.UTC)
-            cp = pa.table({
-                "key": [c.key for c in checkpoints],
-                "position": [c.position for c in checkpoints],
-                "state": pa.array([c.state for c in checkpoints], pa.binary()),
-                "ts_updated": pa.array([now] * len(checkpoints), pa.timestamp("us", tz="UTC")),
-            })
-            prepared.append((TABLES["checkpoints"], cp))
+        prepared = prepare_writes(writes, checkpoints)
         if not prepared:
             return
         with self._lock:
