@@ -42,7 +42,7 @@ class IndicatorSet:
     (75.0, True)
     """
 
-    __slots__ = ("_by_input", "columns", "indicators", "specs")
+    __slots__ = ("_by_input", "_readers", "columns", "indicators", "specs")
 
     def __init__(self, indicators: str | Iterable[str] | Iterable[IndicatorSpec]) -> None:
         self.specs: list[IndicatorSpec] = as_specs(indicators)
@@ -52,6 +52,11 @@ class IndicatorSet:
             groups[_SIGNATURES[ind.inputs]].append(ind.update)
         self._by_input = tuple(tuple(g) for g in groups)
         self.columns: tuple[str, ...] = tuple(c for ind in self.indicators for c in ind.columns)
+        # reading every value is on the per-bar hot path: bind each indicator's reader once
+        self._readers = tuple(
+            (ind.columns[0] if len(ind.columns) == 1 else None, ind.columns, type(ind).value.fget, ind)
+            for ind in self.indicators
+        )
 
     def update(self, high: float, low: float, close: float, volume: float) -> None:
         """Take one closed bar."""
@@ -75,8 +80,11 @@ class IndicatorSet:
     def values(self) -> dict[str, float]:
         """Every output column and its current value (NaN while warming up)."""
         out: dict[str, float] = {}
-        for ind in self.indicators:
-            out.update(zip(ind.columns, ind.values, strict=True))
+        for column, columns, read, ind in self._readers:
+            if column is not None:
+                out[column] = read(ind)
+            else:
+                out.update(zip(columns, read(ind), strict=True))
         return out
 
     def reset(self) -> None:

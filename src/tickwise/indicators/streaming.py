@@ -329,13 +329,14 @@ class BollingerBands(Indicator):
     (4.0, 2.0, 0.0)
     """
 
-    __slots__ = ("_buf", "_c", "_i", "_n", "_sq", "_sum", "columns", "nbdev", "period")
+    __slots__ = ("_buf", "_c", "_i", "_inv", "_n", "_sq", "_sum", "columns", "nbdev", "period")
 
     inputs = ("close",)
 
     def __init__(self, period: int, *, nbdev: float = 2.0) -> None:
         self.period = check_period("period", period)
         self.nbdev = float(nbdev)
+        self._inv = 1.0 / period
         self.columns = (f"bbands_{period}_upper", f"bbands_{period}_middle", f"bbands_{period}_lower")
         self.reset()
 
@@ -376,8 +377,8 @@ class BollingerBands(Indicator):
         p = self.period
         if self._n < p:
             return (NAN, NAN, NAN)
-        shift = self._sum / p
-        mean_sq = self._sq / p
+        shift = self._sum * self._inv
+        mean_sq = self._sq * self._inv
         var = mean_sq - shift * shift
         middle = self._c + shift
         if var <= 1e-4 * mean_sq:

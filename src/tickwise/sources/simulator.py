@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from decimal import Decimal
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,6 +115,9 @@ class Simulator:
         self.rates = tick_rate * weights / weights.sum()
         self.sigma = np.array([i.annual_vol for i in self.instruments]) / np.sqrt(YEAR_S)
         self.tick_size = np.array([i.tick_size for i in self.instruments])
+        # decimal places of each tick size, so prices print as 227.98, not 227.98000000000002
+        self.scale = np.array([10.0 ** max(0, -Decimal(str(i.tick_size)).normalize().as_tuple().exponent)
+                               for i in self.instruments])
         self.lot = np.array([i.lot for i in self.instruments])
         self.log_price = np.log([i.price for i in self.instruments])
         self.jump_rate = jump_rate_per_day / 86_400
@@ -153,7 +157,8 @@ class Simulator:
         offsets = self._group_offsets(csum, counts)
         log_price = self.log_price[sym] + (csum - offsets)
         tick = self.tick_size[sym]
-        price = np.maximum(np.round(np.exp(log_price) / tick) * tick, tick)
+        scale = self.scale[sym]
+        price = np.round(np.maximum(np.round(np.exp(log_price) / tick) * tick, tick) * scale) / scale
         lots = np.maximum(np.round(rng.lognormal(3.0, 1.0, n)), 1.0)
         size = lots * self.lot[sym]
         seq = self.seq[sym] + (np.arange(n) - np.repeat(starts, counts)) + 1
