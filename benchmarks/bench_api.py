@@ -26,6 +26,7 @@ import collections
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -207,6 +208,11 @@ def http_load(*, rate: float, duration_s: float, concurrency: int) -> dict[str, 
             proc.kill()
 
 
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _ws_clients(url: str, subscribers: int, want: int, out: str) -> None:
     """Child process: hold ``subscribers`` WebSocket clients, record when each bar arrives."""
     from websockets.asyncio.client import connect
@@ -257,6 +263,7 @@ def fanout(*, subscribers: int, bars: int, interval_s: float) -> dict[str, float
     out = Path(tempfile.mkdtemp(prefix="tw-fanout-")) / "received.json"
     url = handle.api_url.replace("http", "ws") + "/api/v1/stream?kinds=bar&timeframes=1s"
     want = bars * len(SYMBOLS)
+    children0 = _children_cpu_s()
     child = subprocess.Popen([sys.executable, __file__, "--ws-client", url, str(subscribers), str(want), str(out)],
                              stdout=subprocess.PIPE, text=True)
     try:
@@ -264,6 +271,7 @@ def fanout(*, subscribers: int, bars: int, interval_s: float) -> dict[str, float
         if child.stdout.readline().strip() != "ready":
             raise SystemExit("WebSocket clients did not connect")
         start = dt.datetime(2024, 1, 2, tzinfo=dt.UTC)
+        cpu0 = time.process_time()
         for k in range(bars):
             ts = start + dt.timedelta(seconds=k)
             frame = pl.DataFrame({
@@ -276,7 +284,9 @@ def fanout(*, subscribers: int, bars: int, interval_s: float) -> dict[str, float
                 sent[f"{s}@{stamp}"] = now
             bus.publish(bars_topic("1s"), [encode_table(frame.to_arrow().cast(BAR_SCHEMA))])
             time.sleep(interval_s)
+        server_cpu_s = time.process_time() - cpu0  # the publisher's share is small next to the API's
         child.wait(timeout=120)
+        client_cpu_s = _children_cpu_s() - children0
     finally:
         if child.poll() is None:
             child.kill()
@@ -287,7 +297,8 @@ def fanout(*, subscribers: int, bars: int, interval_s: float) -> dict[str, float
     complete = sum(1 for events in received if len(events) == want)
     return {"subscribers": subscribers, "bar_batches": bars, "events_per_subscriber": want,
             "subscribers_complete": complete, "p50_ms": _pct(latencies, 50), "p99_ms": _pct(latencies, 99),
-            "max_ms": max(latencies) if latencies else float("nan")}
+            "max_ms": max(latencies) if latencies else float("nan"),
+            "server_cpu_ms_per_batch": server_cpu_s * 1000 / bars, "clients_cpu_ms_per_batch": client_cpu_s * 1000 / bars}
 
 
 def main() -> None:
@@ -317,9 +328,10 @@ def main() -> None:
     if not args.skip_ws:
         result["websocket"] = fanout(subscribers=args.subscribers, bars=args.bars, interval_s=0.1)
         w = result["websocket"]
-        print(f"{'WS fan-out':<22}{'subs':>9}{'complete':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+        print(f"{'WS fan-out':<22}{'subs':>9}{'complete':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+              f"{'srv cpu':>9}{'cli cpu':>9}")
         print(f"{'closed bars':<22}{w['subscribers']:>9}{w['subscribers_complete']:>10}{w['p50_ms']:>9.2f}"
-              f"{w['p99_ms']:>9.2f}{w['max_ms']:>9.1f}")
+              f"{w['p99_ms']:>9.2f}{w['max_ms']:>9.1f}{w['server_cpu_ms_per_batch']:>9.2f}{w['clients_cpu_ms_per_batch']:>9.2f}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2))
     print(f"wrote {OUT.relative_to(ROOT)}")

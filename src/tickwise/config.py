@@ -33,7 +33,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.exceptions import SettingsError
 
-from tickwise.exceptions import ConfigError
+from tickwise.exceptions import ConfigError, InputError
 from tickwise.timeframes import parse_timeframes
 
 DEFAULT_SYMBOLS = ["NIFTY50", "USDINR", "AAPL", "MSFT", "SPY", "GOOG", "AMZN", "TSLA", "BTCUSD", "EURUSD"]
@@ -100,7 +100,10 @@ class Settings(BaseSettings):
     @field_validator("timeframes")
     @classmethod
     def _check_timeframes(cls, value: list[str]) -> list[str]:
-        return parse_timeframes(value)
+        try:
+            return parse_timeframes(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms")
     @classmethod

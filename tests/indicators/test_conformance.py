@@ -112,7 +112,27 @@ def test_streaming_matches_batch_every_bar(name: str, data: str, request: pytest
         ready[t] = indicator.is_ready
     for j, column in enumerate(spec.columns):
         assert_close(got[:, j], expected[column], f"{data} {column} streaming vs batch")
+        # the batch kernels run the streaming update itself: the same bits, not just close
+        np.testing.assert_array_equal(got[:, j], expected[column], err_msg=f"{data} {column}")
     assert np.array_equal(ready, ~np.isnan(got[:, 0]))
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_batch_short_and_flat_series_equals_streaming_bit_for_bit(name: str, aapl: Arrays) -> None:
+    spec = parse_indicator(name)
+    flat = {field: np.full(60, a[0]) for field, a in aapl.items()}  # Bollinger's two-pass path
+    cases = [{field: a[:n] for field, a in aapl.items()} for n in range(40)] + [flat]
+    for a in cases:
+        n = len(a["close"])
+        ours = spec.batch(a)
+        indicator = spec.streaming()
+        got = np.full((n, len(spec.columns)), np.nan)
+        for t, bar in enumerate(zip(*[a[field].tolist() for field in indicator.inputs], strict=True)):
+            indicator.update(*bar)
+            got[t] = indicator.values
+        for j, column in enumerate(spec.columns):
+            assert ours[column].shape == (n,)
+            np.testing.assert_array_equal(got[:, j], ours[column], err_msg=f"{column} over {n} bars")
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if REFERENCES[parse_indicator(n).family.name][1]])

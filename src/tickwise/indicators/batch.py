@@ -1,4 +1,4 @@
-"""Indicators over whole NumPy arrays, vectorised, with TA-Lib's conventions.
+"""Indicators over whole NumPy arrays, as compiled loops, with TA-Lib's conventions.
 
 Each function takes float arrays and returns arrays of the same length, NaN exactly where
 TA-Lib's Function API returns NaN (the warm-up). The conventions, all TA-Lib's:
@@ -11,14 +11,19 @@ TA-Lib's Function API returns NaN (the warm-up). The conventions, all TA-Lib's:
   the fast one with the mean of bars s-f..s-1; the signal is an EMA(g) of the MACD line seeded
   with the mean of its first g values; all three outputs start at bar s+g-2.
 - Bollinger(n, 2): middle is the SMA; the deviation is the population one, computed stably
-  (a flat window gives exactly 0, as in TA-Lib >= 0.6).
+  (sums taken around the previous window's mean, two passes where they still cancel), so a
+  flat window's deviation is at the rounding level of its mean, as in TA-Lib >= 0.6.
+- Wilder smoothing and the Bollinger means multiply by 1/n rather than divide by n, in both
+  forms: a divide in the loop's dependency chain would make it 2-3x slower.
 - OBV starts at the first bar's volume; VWAP (not in TA-Lib) uses the typical price
   (high + low + close) / 3, cumulative from the first bar or over a rolling window.
 
 Each function runs the update of its streaming twin (`tickwise.indicators.streaming`) as a
 compiled loop (`tickwise.indicators.kernels`, numba), so batch and streaming give the same
-numbers to the last bit. Window sums are running totals re-summed each time the window has
-moved by its length, so their rounding error stays bounded however long the series.
+numbers to the last bit (tests/indicators checks it on every bar). Window sums are running
+totals re-summed each time the window has moved by its length, so their rounding error
+stays bounded however long the series. The first call of each function in a process loads
+its compiled loop from numba's on-disk cache (compiling it once per machine).
 
 Examples
 --------
@@ -29,10 +34,18 @@ Examples
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
-from tickwise.indicators import kernels
 from tickwise.indicators.base import FloatArray, check_period
+
+
+def _kernels() -> ModuleType:
+    # numba loads with the first batch call, so streaming-only users never import it
+    from tickwise.indicators import kernels
+
+    return kernels
 
 
 def _as_float(x: object) -> FloatArray:
@@ -66,7 +79,7 @@ def running_sum(x: FloatArray, period: int) -> FloatArray:
     period = check_period("period", period)
     x = _as_float(x)
     out = np.empty(len(x))
-    kernels.running_sum_kernel(x, period, out)
+    _kernels().running_sum_kernel(x, period, out)
     return out
 
 
@@ -81,7 +94,7 @@ def sma(x: FloatArray, *, period: int) -> FloatArray:
     period = check_period("period", period)
     x = _as_float(x)
     out = np.empty(len(x))
-    kernels.sma_kernel(x, period, out)
+    _kernels().sma_kernel(x, period, out)
     return out
 
 
@@ -96,7 +109,7 @@ def ema(x: FloatArray, *, period: int) -> FloatArray:
     period = check_period("period", period)
     x = _as_float(x)
     out = np.empty(len(x))
-    kernels.ema_kernel(x, period, 2.0 / (period + 1), out)
+    _kernels().ema_kernel(x, period, 2.0 / (period + 1), out)
     return out
 
 
@@ -111,7 +124,7 @@ def wma(x: FloatArray, *, period: int) -> FloatArray:
     period = check_period("period", period)
     x = _as_float(x)
     out = np.empty(len(x))
-    kernels.wma_kernel(x, period, out)
+    _kernels().wma_kernel(x, period, out)
     return out
 
 
@@ -126,7 +139,7 @@ def rsi(x: FloatArray, *, period: int) -> FloatArray:
     period = check_period("period", period, minimum=2)
     x = _as_float(x)
     out = np.empty(len(x))
-    kernels.rsi_kernel(x, period, 1.0 / period, out)
+    _kernels().rsi_kernel(x, period, 1.0 / period, out)
     return out
 
 
@@ -147,7 +160,7 @@ def macd(x: FloatArray, *, fast: int = 12, slow: int = 26, signal: int = 9
         raise ValueError(f"fast must be < slow, was fast={fast}, slow={slow}")
     x = _as_float(x)
     line, sig, hist = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
-    kernels.macd_kernel(x, fast, slow, signal, 2.0 / (fast + 1), 2.0 / (slow + 1),
+    _kernels().macd_kernel(x, fast, slow, signal, 2.0 / (fast + 1), 2.0 / (slow + 1),
                         2.0 / (signal + 1), line, sig, hist)
     return line, sig, hist
 
@@ -165,7 +178,7 @@ def bbands(x: FloatArray, *, period: int, nbdev: float = 2.0
     period = check_period("period", period)
     x = _as_float(x)
     upper, middle, lower = np.empty(len(x)), np.empty(len(x)), np.empty(len(x))
-    kernels.bbands_kernel(x, period, float(nbdev), upper, middle, lower)
+    _kernels().bbands_kernel(x, period, float(nbdev), upper, middle, lower)
     return upper, middle, lower
 
 
@@ -199,7 +212,7 @@ def atr(high: FloatArray, low: FloatArray, close: FloatArray, *, period: int) ->
     high, low, close = _as_float(high), _as_float(low), _as_float(close)
     _check_lengths(close, high=high, low=low)
     out = np.empty(len(close))
-    kernels.atr_kernel(high, low, close, period, 1.0 / period, out)
+    _kernels().atr_kernel(high, low, close, period, 1.0 / period, out)
     return out
 
 
@@ -214,7 +227,7 @@ def obv(close: FloatArray, volume: FloatArray) -> FloatArray:
     close, volume = _as_float(close), _as_float(volume)
     _check_lengths(close, volume=volume)
     out = np.empty(len(close))
-    kernels.obv_kernel(close, volume, out)
+    _kernels().obv_kernel(close, volume, out)
     return out
 
 
@@ -235,5 +248,5 @@ def vwap(high: FloatArray, low: FloatArray, close: FloatArray, volume: FloatArra
     high, low, close, volume = _as_float(high), _as_float(low), _as_float(close), _as_float(volume)
     _check_lengths(close, high=high, low=low, volume=volume)
     out = np.empty(len(close))
-    kernels.vwap_kernel(high, low, close, volume, 0 if window is None else window, out)
+    _kernels().vwap_kernel(high, low, close, volume, 0 if window is None else window, out)
     return out

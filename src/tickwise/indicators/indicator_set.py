@@ -52,9 +52,9 @@ class IndicatorSet:
             groups[_SIGNATURES[ind.inputs]].append(ind.update)
         self._by_input = tuple(tuple(g) for g in groups)
         self.columns: tuple[str, ...] = tuple(c for ind in self.indicators for c in ind.columns)
-        # reading every value is on the per-bar hot path: bind each indicator's reader once
+        # reading every value is on the per-bar hot path: sort out one-column indicators once
         self._readers = tuple(
-            (ind.columns[0] if len(ind.columns) == 1 else None, ind.columns, type(ind).value.fget, ind)
+            (ind.columns[0] if len(ind.columns) == 1 else None, ind.columns, ind)
             for ind in self.indicators
         )
 
@@ -80,11 +80,11 @@ class IndicatorSet:
     def values(self) -> dict[str, float]:
         """Every output column and its current value (NaN while warming up)."""
         out: dict[str, float] = {}
-        for column, columns, read, ind in self._readers:
+        for column, columns, ind in self._readers:
             if column is not None:
-                out[column] = read(ind)
+                out[column] = ind.value
             else:
-                out.update(zip(columns, read(ind), strict=True))
+                out.update(zip(columns, ind.value, strict=True))
         return out
 
     def reset(self) -> None:

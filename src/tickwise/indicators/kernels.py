@@ -7,11 +7,11 @@ recursion (EMA, Wilder) is a loop-carried dependency that NumPy cannot vectorise
 window kept as a running total needs one pass instead of several array temporaries.
 
 Kernels take contiguous float64 arrays and plain ints/floats (one compiled specialisation
-each) and write into output arrays the caller allocates (NumPy asks the kernel for huge
-pages on big arrays, which saves most of the page faults of writing several megabytes), NaN
-where the streaming form is not ready. They are compiled
-on first use and cached on disk (``cache=True``), so only the first run on a machine pays
-the compile time.
+each) and write into output arrays the caller allocates with NumPy (which asks the
+operating system for huge pages on big arrays: far fewer page faults than numba's own
+allocations when writing three 8 MB outputs), NaN where the streaming form is not ready.
+They are compiled on first use and cached on disk (``cache=True``), so only the first run
+on a machine pays the compile time.
 
 Examples
 --------
@@ -52,9 +52,10 @@ def sma_kernel(x, period, out):  # type: ignore[no-untyped-def]
 def running_sum_kernel(x, period, out):  # type: ignore[no-untyped-def]
     """Window sums as one running total: add the newest, output, drop the oldest."""
     n = x.shape[0]
-    out[:] = _NAN
     if n < period:
+        out[:] = _NAN
         return
+    out[: period - 1] = _NAN
     s = x[0]
     for t in range(1, period):
         s += x[t]

@@ -88,6 +88,9 @@ def wait_http(url: str, *, timeout_s: float) -> bool:
 def server_options() -> dict[str, object]:
     """Return uvicorn's options for the API: the C event loop and HTTP parser, no access log.
 
+    WebSocket compression is off: the stream sends the same small JSON message to every
+    subscriber, and per-message deflate would compress it again for each one.
+
     Examples
     --------
     >>> server_options()["http"]
@@ -97,7 +100,7 @@ def server_options() -> dict[str, object]:
 
     fast = importlib.util.find_spec("uvloop") is not None and importlib.util.find_spec("httptools") is not None
     return {"loop": "uvloop" if fast else "asyncio", "http": "httptools" if fast else "h11",
-            "ws": "websockets-sansio", "lifespan": "on", "log_level": "warning", "access_log": False,
+            "ws": "websockets-sansio", "ws_per_message_deflate": False, "lifespan": "on", "log_level": "warning", "access_log": False,
             "timeout_graceful_shutdown": 3}
 
 

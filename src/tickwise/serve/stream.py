@@ -114,7 +114,7 @@ class StreamHub:
     ['anomalies', 'bars.1m', 'forecasts', 'signals']
     """
 
-    def __init__(self, bus: Bus, *, timeframes: Iterable[str], poll_interval_s: float = 0.02,
+    def __init__(self, bus: Bus, *, timeframes: Iterable[str], poll_interval_s: float = 0.01,
                  read_count: int = 512, monitor: ModelMonitor | None = None) -> None:
         self.bus = bus
         self.topics = {bars_topic(tf): "bar" for tf in timeframes}
