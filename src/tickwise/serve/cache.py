@@ -1,11 +1,13 @@
 """Answers of the read routes kept in memory for a fraction of a second.
 
 A dashboard and many clients polling "the latest bars" hit the same few keys. The cache keeps
-the encoded JSON body of each answer for ``ttl_s``; past that it still answers with the old
-body for up to ``stale_s`` more while one refresh runs in the thread pool (stale while
-revalidate), and concurrent misses of one key share one warehouse read (single flight). So a
-request waits for the warehouse only the first time its key is asked for, and the warehouse
-sees a few reads a second per key whatever the request rate.
+the encoded JSON body of each answer for ``ttl_s``. A body asked for in the second half of its
+life is rebuilt in the thread pool while the old one is still served (refresh ahead), so a key
+in steady demand never expires and no request waits for the warehouse; a key asked for
+rarely is rebuilt on demand, so its answer is never older than ``ttl_s``. Concurrent misses
+of one key share one warehouse read (single flight), and while that read runs the expired
+body is served for at most ``stale_s``. The warehouse sees a few reads a second per key,
+whatever the request rate.
 
 The cache also remembers which raw request (path and query string) led to which key, so the
 API's outermost middleware can answer a repeated request straight from memory, before
@@ -47,7 +49,7 @@ class ResponseCache:
     ttl_s
         How long a body is fresh (0 turns the cache off).
     stale_s
-        How long past ``ttl_s`` a body may still be served while its refresh runs.
+        How long past ``ttl_s`` a body may still be served while its rebuild runs.
     max_entries
         Bound on the number of keys (the cache is emptied when it is reached).
 
@@ -61,7 +63,7 @@ class ResponseCache:
     b'[1]'
     """
 
-    def __init__(self, *, ttl_s: float, stale_s: float = 2.0, max_entries: int = 2048) -> None:
+    def __init__(self, *, ttl_s: float, stale_s: float = 1.0, max_entries: int = 2048) -> None:
         if ttl_s < 0 or stale_s < 0:
             raise ValueError(f"ttl_s and stale_s must be >= 0, was {ttl_s} and {stale_s}")
         self.ttl_s = ttl_s
@@ -124,10 +126,12 @@ class ResponseCache:
             return None
         now = time.monotonic()
         if now < entry.expires:
-            return entry.body
-        if now < entry.expires + self.stale_s and build is not None:
-            if key not in self._inflight:
+            # past half its life, a body asked for is rebuilt in the background, so a key
+            # in steady demand is replaced before it expires and no request waits for it
+            if build is not None and now >= entry.expires - self.ttl_s / 2 and key not in self._inflight:
                 self._start(key, build).add_done_callback(_retrieve)
+            return entry.body
+        if key in self._inflight and now < entry.expires + self.stale_s:
             return entry.body
         return None
 

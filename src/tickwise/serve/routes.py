@@ -214,19 +214,18 @@ def compat_router(state: ServeState) -> APIRouter:
     router = APIRouter(prefix="/ml", tags=["compatibility"], responses=_ERRORS)
 
     @router.get("/predictions/{symbol}", response_model=schemas.PredictionOut)
-    def prediction(symbol: Symbol, timeframe: Timeframe = None) -> Response:
+    async def prediction(symbol: Symbol, timeframe: Timeframe = None) -> Response:
         """The older service's prediction: the latest forecast's close and a confidence."""
-        tf = state.timeframe_for(symbol, timeframe) if timeframe else None
-        key = ("prediction", symbol, tf)
-        body = state.cache.get(key)
-        if body is None:
+
+        def build() -> bytes:
+            tf = state.timeframe_for(symbol, timeframe) if timeframe else None
             rows = state.reader.rows("forecasts", symbol=symbol, timeframe=tf, limit=1)
             if not rows or not isinstance(rows[-1].get("close"), float | int):
                 state.require_symbol(symbol)
                 raise NotFoundError(f"a forecast for {symbol} must exist, was none yet (is forecasting running?)")
-            body = encode(_prediction(rows[-1]))
-            state.cache.put(key, body)
-        return _json(body)
+            return encode(_prediction(rows[-1]))
+
+        return _json(await state.cache.fetch(("prediction", symbol, timeframe), build))
 
     @router.post("/anomalies", response_model=schemas.LegacyAnomaliesOut)
     def legacy_anomalies(body: schemas.LegacyAnomaliesIn) -> Response:
