@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from tickwise import app
-from tickwise.bus import TICKS, Bus, bars_topic
+from tickwise.bus import SIGNALS, TICKS, Bus, bars_topic
 from tickwise.config import Settings
 from tickwise.exceptions import InputError
 from tickwise.pipeline.ingest import TickPublisher
@@ -112,13 +112,14 @@ class Runtime:
             symbol: str | None = None, timeframe: str | None = None, status: bool = True,
             stop: threading.Event | None = None) -> Summary:
         stop_source = stop or threading.Event()
-        stop_worker, stop_down = threading.Event(), threading.Event()
+        stop_worker, stop_down, stop_lake = threading.Event(), threading.Event(), threading.Event()
         started = time.monotonic()
         frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe)
         threads_down = [_thread("deadletter-sink", self.sink.run, stop_down)]
         threads_down += [_thread(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
+        lake_thread = None
         if self.archiver is not None:
-            threads_down.append(_thread("lake-archiver", self.archiver.run, stop_down))  # type: ignore[attr-defined]
+            lake_thread = _thread("lake-archiver", self.archiver.run, stop_lake)  # type: ignore[attr-defined]
         worker = _thread("pipeline-worker", self.worker.run, stop_worker, drain=True)
         finished = threading.Event()
         if isinstance(frames, str):
@@ -159,6 +160,12 @@ class Runtime:
         stop_down.set()
         for t in threads_down:
             t.join(timeout=60)
+        if lake_thread is not None:
+            # the archiver reads what the stages published last, then stops
+            for topic in (TICKS, *[bars_topic(tf) for tf in self.settings.timeframes], SIGNALS):
+                self._wait_drained(topic, "lake", timeout_s=30)
+            stop_lake.set()
+            lake_thread.join(timeout=60)
         if status:
             self._status(0.0, final=True)
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
