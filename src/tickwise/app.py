@@ -23,7 +23,7 @@ STAGES: list[str] = [
 
 
 def build_bus(settings: Settings) -> Bus:
-    return open_bus(settings.bus, partitions=settings.partitions, capacity=settings.bus_capacity)
+    return open_bus(settings.bus, partitions=settings.bus_partitions, capacity=settings.bus_capacity)
 
 
 def build_warehouse(settings: Settings, *, read_only: bool = False) -> Warehouse:

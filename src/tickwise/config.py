@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     timeframes: Annotated[list[str], NoDecode] = ["1s", "1m", "5m"]
     lateness_ms: int = 1000
     idle_close_ms: int = 1500
-    partitions: int = 8
+    #: partitions of the ``ticks`` topic; default 1 on ``memory://`` (one process owns them
+    #: all, so more only adds per-batch work) and 8 on ``redis://``
+    partitions: int | None = None
     commit_interval_ms: int = 200
     bus_capacity: int = 1024
     symbols: Annotated[list[str], NoDecode] = DEFAULT_SYMBOLS
@@ -114,8 +116,8 @@ class Settings(BaseSettings):
 
     @field_validator("partitions", "bus_capacity")
     @classmethod
-    def _positive(cls, value: int) -> int:
-        if value < 1:
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
             raise ValueError(f"must be >= 1, was {value}")
         return value
 
@@ -130,6 +132,12 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
         return (init_settings, env_settings, toml)
+
+    @property
+    def bus_partitions(self) -> int:
+        if self.partitions is not None:
+            return self.partitions
+        return 1 if self.bus.startswith("memory://") else 8
 
     @property
     def warehouse_url(self) -> str:

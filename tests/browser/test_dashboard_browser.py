@@ -77,7 +77,7 @@ def test_dashboard_candles_grow_and_instrument_switches(running_up):
             page = browser.new_page(viewport={"width": 1600, "height": 1250})
             page.goto(dashboard)
             try:
-                page.wait_for_selector(CANDLES, timeout=90_000)
+                page.wait_for_selector(CANDLES, state="attached", timeout=90_000)  # a one-tick candle has no height
             except Exception:
                 SCREENSHOTS.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(SCREENSHOTS / "dashboard-failed.png"))
@@ -93,7 +93,7 @@ def test_dashboard_candles_grow_and_instrument_switches(running_up):
                 "() => { const t = document.querySelector('.tw-title'); return t && t.innerText.startsWith('MSFT'); }",
                 timeout=30_000,
             )
-            page.wait_for_selector(CANDLES, timeout=30_000)
+            page.wait_for_selector(CANDLES, state="attached", timeout=30_000)  # a one-tick candle has no height
             assert _candles(page) > 0
             page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=20_000)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)

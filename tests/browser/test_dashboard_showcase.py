@@ -95,7 +95,7 @@ def test_dashboard_shows_forecast_signals_and_anomalies_on_real_bars(tmp_path: P
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1250})
                 page.goto(handle.dashboard_url)
-                page.wait_for_selector(CANDLES, timeout=60_000)
+                page.wait_for_selector(CANDLES, state="attached", timeout=60_000)  # a one-tick candle has no height
                 first = _candles(page)
                 deadline = time.monotonic() + 30
                 while _candles(page) <= first and time.monotonic() < deadline:

@@ -23,7 +23,7 @@ of sigmas (5, chosen on the bokeh stocks only, see the README) so a quiet stretc
 tail fit is short does not flag ordinary 3-4 sigma bars. ``xi_max`` caps the tail shape: a
 fit of 80-95 % quantiles that comes out slightly convex otherwise extrapolates with xi = 1 to
 a threshold of 25 sigma and silences a series (the band detectors use 0.3, about the tail of
-daily returns; models with scores of unknown shape keep 1). NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
+daily returns; the Isolation Forest 0.1; see `tickwise.anomaly.THRESHOLD_OPTIONS`). NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
 series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 

@@ -105,6 +105,7 @@ class MemoryBus(Bus):
                     floor = self._floor(topic, partition)
                     if floor is None or log.end - floor < self.capacity or self._closed:
                         break
+                    self._cond.notify_all()  # wake consumers for what is already appended
                     self._cond.wait(0.1)
                 log.entries.append(payload)
                 self._trim(topic, partition)

@@ -211,7 +211,7 @@ def register(app: typer.Typer) -> None:
                 if loaded.kind == "ticks":
                     from tickwise.bus.memory import MemoryBus
 
-                    rt = Runtime(settings, bus=MemoryBus(partitions=settings.partitions), warehouse=warehouse,
+                    rt = Runtime(settings, bus=MemoryBus(partitions=settings.bus_partitions), warehouse=warehouse,
                                  stages=False, lake=False)
                     s = rt.run(str(path), symbol=symbol, status=False)
                     typer.echo(f"{path}: {s.ticks_processed:,} ticks → {s.bars:,} bars, {s.deadletters:,} dead letters")
