@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
-
-import os
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ collaborators through constructors.
 from __future__ import annotations
 
 import importlib
+import inspect
 
 from tickwise.bus import Bus, open_bus
 from tickwise.config import Settings
@@ -14,7 +15,7 @@ from tickwise.pipeline.stages import BarStage
 from tickwise.store import Warehouse, open_warehouse
 
 #: Analytics stages run on closed bars by `tickwise up`: ``"module:factory"``, where
-#: ``factory(settings) -> BarStage``.
+#: ``factory(settings) -> BarStage`` or ``factory(settings, *, warehouse) -> BarStage``.
 STAGES: list[str] = [
     "tickwise.forecast.stage:make_stage",
     "tickwise.signals.stage:make_stage",
@@ -38,9 +39,14 @@ def build_lake(settings: Settings):  # -> tickwise.lake.Lake
     return lake_for(settings)
 
 
-def build_stages(settings: Settings) -> list[BarStage]:
+def build_stages(settings: Settings, warehouse: Warehouse | None = None) -> list[BarStage]:
+    """Build every stage; a factory that takes ``warehouse`` gets the running one."""
     stages = []
     for spec in STAGES:
-        module_name, _, factory = spec.partition(":")
-        stages.append(getattr(importlib.import_module(module_name), factory)(settings))
+        module_name, _, name = spec.partition(":")
+        factory = getattr(importlib.import_module(module_name), name)
+        if warehouse is not None and "warehouse" in inspect.signature(factory).parameters:
+            stages.append(factory(settings, warehouse=warehouse))
+        else:
+            stages.append(factory(settings))
     return stages

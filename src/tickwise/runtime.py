@@ -86,7 +86,7 @@ class Runtime:
         self.sink = DeadLetterSink(self.bus, self.warehouse, name="up-sink")
         self.stage_runners = [
             StageRunner(self.bus, self.warehouse, s, name="up", commit_interval_ms=settings.commit_interval_ms)
-            for s in (app.build_stages(settings) if stages else [])
+            for s in (app.build_stages(settings, self.warehouse) if stages else [])
         ]
         self.archiver = self._archiver() if lake else None
         self.services = None

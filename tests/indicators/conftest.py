@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+
 from tests.conftest import FIXTURES, shared_file
 
 Series = dict[str, np.ndarray]

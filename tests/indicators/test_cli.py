@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import talib
-from tests.conftest import FIXTURES
 from typer.testing import CliRunner
 
+from tests.conftest import FIXTURES
 from tickwise.cli import app
 
 

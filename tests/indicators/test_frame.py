@@ -4,8 +4,8 @@ import numpy as np
 import polars as pl
 import pytest
 import talib
-from tests.conftest import FIXTURES, shared_file
 
+from tests.conftest import FIXTURES, shared_file
 from tickwise.exceptions import InputError
 from tickwise.indicators import IndicatorSet, compute_indicators, parse_indicators
 from tickwise.sources.files import read_bars

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from tests.conftest import FIXTURES, shared_file
 
+from tests.conftest import FIXTURES, shared_file
 from tickwise.signals import BUY, HOLD, SELL, SmaCross, SmaCrossParams, sma_cross_signals
 from tickwise.sources.files import read_bars
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from tests.conftest import FIXTURES
 from typer.testing import CliRunner
 
+from tests.conftest import FIXTURES
 from tickwise import app as composition
 from tickwise.bus.base import SIGNALS
 from tickwise.codec import decode_json
@@ -83,3 +83,21 @@ def test_signals_command_prints_rows_committed_by_the_stage(tmp_path: Path, monk
     assert trades.exit_code == 0 and "HOLD" not in trades.output and "crossed" in trades.output
     none = runner.invoke(app, ["signals", "NOPE"])
     assert none.exit_code == 0 and "no sma_cross signals for NOPE" in none.output
+
+
+def test_stage_restarted_with_warehouse_history_gives_the_same_signals(tmp_path) -> None:
+    from tests.conftest import FIXTURES
+    from tickwise.config import load_settings
+    from tickwise.signals.stage import make_stage
+    from tickwise.sources.files import read_bars
+    from tickwise.store.duckdb import DuckDBWarehouse
+
+    bars = read_bars(FIXTURES / "aapl_daily_wiki.csv").head(120)
+    settings = load_settings(data_dir=tmp_path, timeframes="1d")
+    wh = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    uninterrupted = make_stage(settings, warehouse=wh).on_bars(bars).tables["signals"]
+    wh.upsert("bars", bars.head(80).to_arrow())  # what the warehouse held when the stage restarted
+    first = make_stage(settings, warehouse=wh).on_bars(bars.head(80)).tables["signals"]
+    restarted = make_stage(settings, warehouse=wh).on_bars(bars.tail(40)).tables["signals"]
+    assert first["signal"].to_list() + restarted["signal"].to_list() == uninterrupted["signal"].to_list()
+    assert restarted["reason"].str.starts_with("warming up").sum() == 0

@@ -23,6 +23,7 @@ from tickwise.config import Settings
 from tickwise.pipeline.stages import StageOutput
 from tickwise.signals.sma_cross import RULE, SIGNAL_COLUMNS, SmaCross, SmaCrossParams
 from tickwise.signals.tables import SIGNALS_TABLE
+from tickwise.store.base import Warehouse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -96,7 +97,18 @@ class SmaCrossStage:
         return StageOutput(tables={SIGNALS_TABLE.name: frame}, topics={SIGNALS: payloads})
 
 
-def make_stage(settings: Settings) -> SmaCrossStage:
+def warehouse_history(warehouse: Warehouse) -> History:
+    """Recent bars of a series from the warehouse, so a restarted stage needs no warm-up."""
+
+    def history(symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
+        table = warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
+                               end_ts=before_ts_ns, last=count)
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    return history
+
+
+def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> SmaCrossStage:
     """Build the stage for `tickwise up`: ``1m`` bars, or the configured timeframes without ``1m``.
 
     Examples
@@ -106,4 +118,5 @@ def make_stage(settings: Settings) -> SmaCrossStage:
     ('1m',)
     """
     timeframes = ("1m",) if "1m" in settings.timeframes else tuple(settings.timeframes)
-    return SmaCrossStage(timeframes=timeframes)
+    history = warehouse_history(warehouse) if warehouse is not None else None
+    return SmaCrossStage(timeframes=timeframes, history=history)

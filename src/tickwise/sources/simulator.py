@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import time
 import zlib
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import polars as pl
