@@ -72,7 +72,7 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
         (["query", "SELECT * FROM nope"], {}, "SQL error"),
         (["bars", "NOPE", "--timeframe", "1d"], {}, "no 1d bars for 'NOPE'"),
         (["bars", "AAPL", "--timeframe", "7x"], {}, "timeframe must look like"),
-        (["bars", "AAPL"], {"TICKWISE_BUS": "kafka://x"}, "TICKWISE_BUS"),
+        (["bars", "AAPL"], {"TICKWISE_BUS": "nats://x"}, "TICKWISE_BUS"),
         (["bars", "AAPL"], {"TICKWISE_WAREHOUSE": "mysql://x"}, "TICKWISE_WAREHOUSE"),
         (["import", "/no/such/file.csv"], {}, "must exist"),
         (["up", "--source", "/no/such/file.csv", "--no-serve"], {}, "source must be sim"),

@@ -30,7 +30,7 @@ def test_settings_read_from_toml_file_and_env_wins(tmp_path: Path, monkeypatch: 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"bus": "kafka://x"}, "TICKWISE_BUS must be a URL like memory:// or redis://"),
+        ({"bus": "nats://x"}, "TICKWISE_BUS must be a URL like memory://, redis://"),
         ({"warehouse": "mysql://x"}, "TICKWISE_WAREHOUSE must be a URL like duckdb:///"),
         ({"warehouse": "duckdb://"}, "TICKWISE_WAREHOUSE needs a file path"),
         ({"lake": "s3://"}, "TICKWISE_LAKE needs a bucket"),

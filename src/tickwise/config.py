@@ -160,13 +160,13 @@ class BackendUrl:
 
 
 _SCHEMES = {
-    "bus": ("memory", "redis"),
+    "bus": ("memory", "redis", "kafka"),
     "warehouse": ("duckdb", "postgresql", "postgres"),
     "lake": ("file", "s3"),
 }
 
 _EXAMPLES = {
-    "bus": "memory:// or redis://127.0.0.1:6379/0",
+    "bus": "memory://, redis://127.0.0.1:6379/0 or kafka://127.0.0.1:9092",
     "warehouse": "duckdb:///path/file.duckdb or postgresql://user@127.0.0.1:5432/db",
     "lake": "file:///path/lake or s3://bucket/prefix",
 }

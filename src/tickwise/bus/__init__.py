@@ -1,4 +1,4 @@
-"""Buses: ``memory://`` (in-process, bounded) and ``redis://`` (Redis Streams)."""
+"""Buses: ``memory://`` (in-process, bounded), ``redis://`` (Redis Streams), ``kafka://``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,10 @@ def open_bus(url: str, *, partitions: int = 8, capacity: int = 1024) -> Bus:
         from tickwise.bus.memory import MemoryBus
 
         return MemoryBus(partitions=partitions, capacity=capacity, url=url)
+    if parsed.scheme == "kafka":
+        from tickwise.bus.kafka import KafkaBus
+
+        return KafkaBus(url, partitions=partitions)
     from tickwise.bus.redis import RedisBus
 
     return RedisBus(url, partitions=partitions)

@@ -110,8 +110,9 @@ def register(app: typer.Typer) -> None:
 
         _logging(verbose)
         settings = _settings()
-        if not settings.bus.startswith("redis://"):
-            raise InputError("tickwise worker needs a shared bus: set TICKWISE_BUS=redis://HOST:PORT/DB, was memory://")
+        if settings.bus.startswith("memory://"):
+            raise InputError("tickwise worker needs a shared bus: set TICKWISE_BUS=redis://HOST:PORT/DB "
+                             "(or kafka://HOST:PORT), was memory://")
         bus = composition.build_bus(settings)
         warehouse = composition.build_warehouse(settings)
         member = name or f"{socket.gethostname()}-{os.getpid()}"
@@ -176,7 +177,7 @@ def register(app: typer.Typer) -> None:
 
         _logging(verbose)
         settings = _settings()
-        if not settings.bus.startswith("redis://"):
+        if settings.bus.startswith("memory://"):
             raise InputError("tickwise ingest publishes to a shared bus: set TICKWISE_BUS=redis://HOST:PORT/DB "
                              "(or run everything in one process with tickwise up --source tcp://HOST:PORT)")
         bus = composition.build_bus(settings)
