@@ -87,6 +87,12 @@ def register(app: typer.Typer) -> None:
         try:
             if serve:
                 runtime.start_services(dashboard=dashboard)
+                handle = runtime.services
+                if handle is not None:
+                    where = f"API {handle.api_url}/docs"
+                    if handle.dashboard_url:
+                        where += f" · dashboard {handle.dashboard_url}"
+                    typer.echo(f"{where} · warehouse {settings.warehouse_url}", err=True)
             summary = runtime.run(source, duration_s=duration, speed=speed, symbol=symbol, stop=stop)
         finally:
             runtime.close()
