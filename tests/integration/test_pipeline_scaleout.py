@@ -187,3 +187,31 @@ def test_two_workers_share_partitions_without_writing_a_bar_twice(redis_url: str
     assert all(w.stats.ticks > 0 for w in workers)
     assert sum(w.stats.bars for w in workers) == expected.height
     assert_same(stored_bars(postgres_url), expected)
+
+
+def test_worker_with_analytics_writes_signals_for_every_bar_on_postgres(redis_url: str, postgres_url: str,
+                                                                        tmp_path: Path) -> None:
+    ticks = make_ticks(seconds=60, rate=500.0)
+    bus = RedisBus(redis_url, partitions=PARTITIONS)
+    TickPublisher(bus, source="test", max_batch=500).publish(ticks)
+    env = {**worker_env(redis_url, postgres_url), "TICKWISE_TIMEFRAMES": "1s", "TICKWISE_ANOMALY_DETECTORS": "zscore"}
+    PostgresWarehouse(postgres_url).close()
+    with open(tmp_path / "worker.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "tickwise.cli", "worker", "--name", "a1", "--analytics"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        bars_sql = "SELECT count(*) FROM bars WHERE timeframe = '1s'"
+        wait_for(lambda: proc.poll() is not None or (
+            count(postgres_url, bars_sql) >= 6 * 59
+            and count(postgres_url, "SELECT count(*) FROM signals WHERE rule = 'sma_cross'")
+            == count(postgres_url, bars_sql)), what="a signal row for every bar")
+        assert proc.poll() is None, (tmp_path / "worker.log").read_text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    with psycopg.connect(postgres_url) as conn:
+        missing = conn.execute(
+            "SELECT count(*) FROM bars b LEFT JOIN signals s ON s.symbol = b.symbol AND s.ts = b.ts "
+            "AND s.timeframe = b.timeframe AND s.rule = 'sma_cross' WHERE b.timeframe = '1s' AND s.ts IS NULL"
+        ).fetchone()[0]  # type: ignore[index]
+    assert missing == 0

@@ -104,9 +104,16 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         name: Annotated[str | None, typer.Option(help="Unique member name in the consumer group")] = None,
+        analytics: Annotated[bool, typer.Option(
+            "--analytics/--no-analytics",
+            help="Also run the analytics stages (signals, forecasts, anomalies) on closed bars")] = False,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
-        """Run only the pipeline stage against the configured bus (several share the work)."""
+        """Run the pipeline stage against the configured bus (several workers share the partitions).
+
+        With --analytics the worker also runs every analytics stage; each stage is one consumer
+        group, so across several workers exactly one member runs it at a time.
+        """
         import os
         import socket
 
@@ -130,6 +137,14 @@ def register(app: typer.Typer) -> None:
         _stop_on_sigterm(stop)
         sink_thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
         sink_thread.start()
+        stage_threads = []
+        if analytics:
+            from tickwise.pipeline.stage_runner import StageRunner
+
+            for stage in composition.build_stages(settings, warehouse):
+                runner = StageRunner(bus, warehouse, stage, name=member)
+                stage_threads.append(threading.Thread(target=runner.run, args=(stop,), daemon=True))
+                stage_threads[-1].start()
         typer.echo(f"worker {member}: reading {settings.bus}, writing {settings.warehouse_url}", err=True)
         try:
             w.run(stop)
@@ -137,6 +152,8 @@ def register(app: typer.Typer) -> None:
             stop.set()
             w.commit()
         sink_thread.join(timeout=10)
+        for t in stage_threads:
+            t.join(timeout=30)
         typer.echo(f"worker {member}: {w.stats.ticks:,} ticks, {w.stats.bars:,} bars, {w.stats.deadletters:,} dead letters", err=True)
 
     @feed.command("serve")
