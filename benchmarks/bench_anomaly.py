@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tickwise.anomaly import Schedule, make_bands, make_detector, make_model
+from tickwise.anomaly import Schedule, make_bands, make_detector, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
 
 DETECTORS = ("zscore", "ewma", "iforest", "autoencoder")
@@ -41,7 +41,8 @@ def bench_step(name: str, *, n_symbols: int, warm: int, steps: int, explain: boo
     bars = synthetic_bars(warm + steps, n_symbols)
     symbols = [f"S{i:04d}" for i in range(n_symbols)]
     det = MultiSymbolDetector(make_model(name), bands=make_bands(name),
-                              schedule=Schedule(min_train=5000, refit_every=None, max_train=20000))
+                              schedule=Schedule(min_train=5000, refit_every=None, max_train=20000),
+                              thresholds=threshold_settings(name))
     times = []
     found = 0
     for t in range(warm + steps):

@@ -97,7 +97,7 @@ def tail_threshold(scores: FloatArray, settings: ThresholdSettings) -> FloatArra
     base = xs[:, :1]
     y = xs[:, 1:] - base  # (m, J-1)
     r = (settings.a / (1 - levels[1:]))  # (J-1,)
-    grid = _XI_GRID[_XI_GRID <= settings.xi_max + 1e-12]
+    grid = _XI_GRID[settings.xi_max + 1e-12 >= _XI_GRID]
     g = _growth(r[None, :], grid[:, None])  # (G, J-1)
     sigma = np.maximum(y @ g.T, 0.0) / (g * g).sum(axis=1)  # (m, G)
     resid = ((y[:, None, :] - sigma[:, :, None] * g[None]) ** 2).sum(axis=2)

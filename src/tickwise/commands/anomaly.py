@@ -228,7 +228,7 @@ def register(app: typer.Typer) -> None:
                           options={"autoencoder": {"epochs": 10}} if quick else None)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
-        typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {len(series)} series, "
+        typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "
                    f"target false-alarm rate {false_alarm_rate:g}")
         typer.echo(format_table(report.rows, cols))
         if json_out is not None:

@@ -23,7 +23,7 @@ from tickwise.bus.base import Bus
 from tickwise.config import Settings
 from tickwise.exceptions import BackendError, InputError, NotFoundError, TickwiseError
 from tickwise.serve.cache import ResponseCache, current_request
-from tickwise.serve.records import TableReader, check_symbol
+from tickwise.serve.records import TableReader, check_symbol, warm_up
 from tickwise.serve.stream import KINDS, StreamHub
 from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
@@ -183,6 +183,7 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        warm_up()
         if state.hub is not None:
             state.hub.start(asyncio.get_running_loop())
         try:
