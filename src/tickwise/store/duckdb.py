@@ -53,7 +53,9 @@ class DuckDBWarehouse(Warehouse):
             raise InputError(f"warehouse file must exist to be read, was {str(self.path)!r} (run tickwise up or tickwise import first)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._con = duckdb.connect(str(self.path), read_only=read_only)
+            # the warehouse never needs other files: SQL sent to `query` cannot read or write them
+            self._con = duckdb.connect(str(self.path), read_only=read_only,
+                                       config={"enable_external_access": False})
         except duckdb.IOException as exc:
             if "lock" in str(exc).lower():
                 raise BackendError(
