@@ -1,9 +1,8 @@
 """The dashboard with every layer lit: real AAPL hourly bars replayed through the real signal,
-forecast and anomaly code, served in-process; the screenshot goes to docs/dashboard.png."""
+forecast and anomaly code, served in-process; the screenshot goes to artifacts/screenshots/."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from tests.browser.test_dashboard_browser import ARGS, CANDLES, CHROMIUM, SCREENSHOTS, _candles
-from tests.conftest import ROOT, free_port, missing, shared_file
+from tests.conftest import free_port, missing, shared_file
 from tests.serve.conftest import WAREHOUSE_WARNINGS, declare_anomalies_table
 from tickwise.bus.base import ANOMALIES, bars_topic
 from tickwise.codec import encode_json, encode_table
@@ -115,6 +114,5 @@ def test_dashboard_shows_forecast_signals_and_anomalies_on_real_bars(tmp_path: P
         handle.stop()
         warehouse.close()
     assert shot.stat().st_size > 50_000
-    docs = ROOT / "docs"
-    docs.mkdir(exist_ok=True)
-    shutil.copyfile(shot, docs / "dashboard.png")
+    # README's picture is refreshed by hand (cp artifacts/screenshots/dashboard.png docs/),
+    # so running the tests never changes tracked files

@@ -30,12 +30,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tickwise.bus.base import TICKS, Bus, Rebalance
+from tickwise.bus.base import TICKS, Bus, Message, Rebalance
 from tickwise.bus.base import Consumer as BusConsumer
-from tickwise.bus.base import Message
 from tickwise.exceptions import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -99,6 +105,8 @@ class KafkaBus(Bus):
         How long the producer retries an entry before `publish` raises `BackendError`.
     replication_factor
         Replicas of the topics this bus creates (``-1``: the broker's default).
+    connect_timeout_s
+        How long to wait for the broker at start-up and for metadata and offset requests.
     client_config
         Extra librdkafka settings for every client (e.g. SASL), applied last.
 
@@ -138,6 +146,7 @@ class KafkaBus(Bus):
         self._topics: dict[str, int] = {}
         self._group_clients: dict[str, Consumer] = {}
         self._reader: Consumer | None = None
+        self._latest: dict[tuple[str, int], tuple[int, list[Message]]] = {}
         self._last_error: KafkaError | None = None
         self.admin = AdminClient(self.config())
         try:
@@ -196,6 +205,10 @@ class KafkaBus(Bus):
                 )
             self._topics[topic] = have
             return have
+
+    def _exists(self, topic: str) -> bool:
+        # a topic seen once stays (this bus never deletes one); ask the broker until then
+        return topic in self._topics or self._partitions_on_broker(topic) is not None
 
     def _partitions_on_broker(self, topic: str) -> int | None:
         # all topics, not one: asking for one topic may create it with the broker's defaults
@@ -275,7 +288,7 @@ class KafkaBus(Bus):
             )
 
     def lag(self, topic: str, group: str) -> int:
-        if self._partitions_on_broker(topic) is None:
+        if not self._exists(topic):
             return 0
         total = 0
         for p, offset in self.committed(topic, group).items():
@@ -285,17 +298,22 @@ class KafkaBus(Bus):
         return total
 
     def read_latest(self, topic: str, count: int, *, partition: int = 0) -> list[Message]:
-        if count <= 0 or self._partitions_on_broker(topic) is None:
+        if count <= 0 or not self._exists(topic):
             return []
         low, high = self.watermarks(topic, partition)
         if high <= low:
             return []
+        key = (topic, partition)
+        cached_high, cached = self._latest.get(key, (-1, []))
+        if cached_high == high and (len(cached) >= count or len(cached) == high - low):
+            return cached[-count:]  # nothing new since the last read (viewers ask often)
         with self._lock:
             if self._reader is None:
                 self._reader = Consumer(self.config(**{
                     "group.id": f"tickwise-reader-{uuid.uuid4().hex[:8]}",
                     "enable.auto.commit": False,
                     "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 10,
                 }))
             reader = self._reader
             out: list[Message] = []
@@ -313,7 +331,10 @@ class KafkaBus(Bus):
                         done = done or m.offset() >= high - 1
             finally:
                 reader.unassign()
-        return out[-count:]
+        out = out[-count:]
+        if out and out[-1].position[0] == high:
+            self._latest[key] = (high, out)
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -172,7 +172,8 @@ def candle_figure(
         nxt = next_forecast(view, forecasts)
         right = parse_ts(nxt["ts"]) if nxt is not None else parse_ts(view[-1]["ts"])
         fig.update_xaxes(range=[parse_ts(view[0]["ts"]) - step, right + step * 1.5])
-    fig.update_yaxes(gridcolor=GRID, side="right", row=1, col=1, tickformat=",.2f")
+    # no fixed decimals: EURUSD moves in 0.00001 steps, NIFTY50 in 0.05
+    fig.update_yaxes(gridcolor=GRID, side="right", row=1, col=1, tickformat=",~r")
     fig.update_yaxes(gridcolor=GRID, side="right", row=2, col=1, tickformat="~s")
     return fig
 
