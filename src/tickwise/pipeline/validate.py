@@ -95,8 +95,8 @@ def decode_lines(lines: list[bytes], *, source: str) -> tuple[pl.DataFrame, pl.D
             & pl.col("price").is_not_null().all() & pl.col("size").is_not_null().all()
         ).item():
             return frame.rename({"ts": "ts_event"}).select(list(TICK_POLARS_SCHEMA)), empty_deadletters()
-    except Exception:
-        pass
+    except (pl.exceptions.PolarsError, ValueError, TypeError, OverflowError, UnicodeDecodeError):
+        pass  # a line the fast reader cannot take: the careful path below finds which
     rows: dict[str, list] = {k: [] for k in TICK_POLARS_SCHEMA}
     bad_reasons: list[str] = []
     bad_payloads: list[str] = []
