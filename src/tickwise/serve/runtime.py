@@ -8,6 +8,7 @@ Streamlit subprocess that reads only through the API.
 from __future__ import annotations
 
 import gc
+import socket
 import subprocess
 import sys
 import threading
@@ -136,6 +137,15 @@ class ServiceHandle:
         self.stop()
 
 
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None, dashboard: bool = True,
                    host: str | None = None, port: int | None = None, dashboard_port: int | None = None,
                    log_dir: Path | None = None, ready_timeout_s: float = 30.0) -> ServiceHandle:
@@ -207,6 +217,10 @@ def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None,
         dport = settings.dashboard_port if dashboard_port is None else dashboard_port
         logs = log_dir or settings.data_dir
         logs.mkdir(parents=True, exist_ok=True)
+        if not _port_free(host, dport):
+            server.should_exit = True
+            raise BackendError(f"dashboard port {host}:{dport} is in use; set TICKWISE_DASHBOARD_PORT "
+                               "or run with --no-dashboard")
         proc = start_dashboard(api_url=api_url, host=host, port=dport, log_path=logs / "dashboard.log")
         dashboard_url = f"http://{host}:{dport}"
     return ServiceHandle(api_url, dashboard_url, server, thread, proc)
