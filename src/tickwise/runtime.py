@@ -22,7 +22,7 @@ import polars as pl
 from tickwise import app
 from tickwise.bus import SIGNALS, TICKS, Bus, bars_topic
 from tickwise.config import Settings
-from tickwise.exceptions import InputError
+from tickwise.exceptions import BackendError, InputError
 from tickwise.pipeline.ingest import TickPublisher
 from tickwise.pipeline.stage_runner import DeadLetterSink, StageRunner
 from tickwise.pipeline.worker import GROUP, PipelineWorker
@@ -61,8 +61,9 @@ def _thread(name: str, target: Callable[..., object], *args: object, **kwargs: o
     def guarded() -> None:
         try:
             target(*args, **kwargs)
-        except Exception:  # the supervisor: report, and let the others finish
-            log.exception("%s stopped with an error", name)
+        except Exception as exc:  # the supervisor: report, and let the others finish
+            log.error("%s stopped: %s: %s (run with -v for the traceback)", name, type(exc).__name__, exc)
+            log.debug("%s traceback", name, exc_info=True)
 
     t = threading.Thread(target=guarded, name=name, daemon=True)
     t.start()
@@ -90,6 +91,7 @@ class Runtime:
         ]
         self.archiver = self._archiver() if lake else None
         self.services = None
+        self.worker_thread: threading.Thread | None = None
 
     def _archiver(self) -> object | None:
         try:
@@ -121,6 +123,7 @@ class Runtime:
         if self.archiver is not None:
             lake_thread = _thread("lake-archiver", self.archiver.run, stop_lake)  # type: ignore[attr-defined]
         worker = _thread("pipeline-worker", self.worker.run, stop_worker, drain=True)
+        self.worker_thread = worker
         finished = threading.Event()
         if isinstance(frames, str):
             client = FeedClient(frames, lambda ticks, dead: (self.publisher.publish(ticks), self.publisher.reject(dead)))
@@ -141,6 +144,8 @@ class Runtime:
                     break
                 if finished.is_set() and self.bus.lag(TICKS, GROUP) == 0:
                     break
+                if not worker.is_alive():
+                    break  # it logged its error; stop the rest and report
                 if status and time.monotonic() - last_print >= 1.0:
                     now = time.monotonic()
                     rate = (self.worker.stats.ticks - last_ticks) / (now - last_print)
@@ -150,7 +155,8 @@ class Runtime:
             pass
         stop_source.set()
         src.join(timeout=10)
-        self._wait_drained(TICKS, GROUP, timeout_s=60)
+        if worker.is_alive():  # a dead worker drains nothing
+            self._wait_drained(TICKS, GROUP, timeout_s=60)
         stop_worker.set()
         worker.join(timeout=60)
         for tf in self.settings.timeframes:
@@ -168,8 +174,15 @@ class Runtime:
             lake_thread.join(timeout=60)
         if status:
             self._status(0.0, final=True)
+        if self.worker_failed:
+            raise BackendError("the pipeline worker stopped with an error (logged above); bars up to its "
+                               "last commit are stored")
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
                        self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started)
+
+    @property
+    def worker_failed(self) -> bool:
+        return self.worker_thread is not None and not self.worker_thread.is_alive() and self.worker.failed
 
     def _wait_drained(self, topic: str, group: str, *, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

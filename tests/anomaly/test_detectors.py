@@ -11,6 +11,7 @@ from tickwise.anomaly import (
     ThresholdSettings,
     make_detector,
     tail_thresholds,
+    threshold_settings,
 )
 from tickwise.anomaly.bands import BandBank, band_zscores
 from tickwise.anomaly.features import FeatureSpec
@@ -18,7 +19,7 @@ from tickwise.anomaly.inject import KINDS, inject
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.zscore import ZScoreModel
 
-DETECTORS = ("zscore", "ewma", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "iforest", "autoencoder")
 SCHEDULE = Schedule(min_train=400, refit_every=1000, max_train=5000)
 
 
@@ -44,7 +45,7 @@ def test_detector_injected_kind_on_real_data_ranks_in_top_percent(goog_bars, nam
     assert np.mean(found) >= 0.6, f"{name} found {np.mean(found):.2f} of {kind} events above the 99th percentile"
 
 
-@pytest.mark.parametrize("name", ["zscore", "ewma", "autoencoder"])
+@pytest.mark.parametrize("name", ["zscore", "ewma", "transient", "autoencoder"])
 def test_detector_adaptive_threshold_flags_frozen_and_spikes(goog_bars, name):
     bars, events = inject(goog_bars, kinds=["frozen_price", "price_spike"], rate=0.01, start=800, seed=5,
                           magnitude=(10.0, 14.0))
@@ -212,3 +213,50 @@ def test_iforest_scores_beyond_training_range_rank_by_size(goog_bars):
         det.learn_one(r)
     scores = [det.score_one({**rec, "volume": rec["volume"] * m}) for m in (1.0, 20.0, 200.0)]
     assert scores[0] < scores[1] < scores[2]
+
+
+def test_transient_spike_flagged_and_explained_as_reversal(goog_bars):
+    bars, events = inject(goog_bars, kinds=["price_spike"], rate=0.01, start=800, seed=13, magnitude=(6.0, 10.0))
+    det = _detector("transient")
+    scores = det.score(bars)
+    s = scores.score
+    flags = s > tail_thresholds(s, threshold_settings("transient", q=1e-3))
+    hit = [flags[e.start:e.end + 2].any() for e in events]
+    assert len(events) >= 10 and np.mean(hit) >= 0.7, np.mean(hit)
+    texts = [det.explain(scores, e.start + 1) for e in events]
+    assert np.mean([t.top_feature == "return" and "reverses" in t.text for t in texts]) >= 0.7, [t.text for t in texts]
+
+
+def test_transient_persistent_move_scores_below_same_size_spike(goog_bars):
+    base = goog_bars.head(400)
+    c = base["close"].to_numpy().copy()
+    sig = float(np.std(np.diff(np.log(c[:300]))))
+    spike, shift = c.copy(), c.copy()
+    spike[300] *= np.exp(10 * sig)
+    shift[300:] *= np.exp(10 * sig)
+    def scored(close):
+        frame = base.with_columns(pl.Series("close", close), pl.Series("open", close),
+                                  pl.Series("high", close * 1.01), pl.Series("low", close * 0.99))
+        return _detector("transient").score(frame).score
+    assert np.nanmax(scored(spike)[300:302]) > 1.5 * np.nanmax(scored(shift)[300:302])
+
+
+def test_transient_multi_symbol_equals_single_detector(goog_bars):
+    from tickwise.anomaly.transient import TransientModel
+
+    bars = goog_bars.head(500)
+    single = make_detector("transient").score(bars).score
+    multi = MultiSymbolDetector(TransientModel(), bands=Bands())
+    got = []
+    for rec in _records(bars):
+        res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
+        got.append(res.score[0])
+    np.testing.assert_allclose(np.array(got), single, rtol=1e-7, equal_nan=True)
+
+
+def test_transient_value_series_spike_and_revert_is_top_score():
+    rng = np.random.default_rng(0)
+    v = 50 + rng.normal(0, 2, 600)
+    v[450] = 95
+    scores = make_detector("transient", spec=FeatureSpec.values(["cpu"])).score({"cpu": v}).score
+    assert int(np.nanargmax(scores)) in (450, 451)

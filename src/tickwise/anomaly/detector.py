@@ -52,6 +52,15 @@ def windows_of(z: FloatArray, lookback: int) -> FloatArray:
     return np.lib.stride_tricks.sliding_window_view(padded, (lookback, f))[:, 0].copy()
 
 
+def with_reason(model: WindowModel | None, window: FloatArray, explanation: Explanation) -> Explanation:
+    """Append a model's words for a multi-bar pattern (`TransientModel.reason`), if any."""
+    reason = getattr(model, "reason", None)
+    note = reason(window) if reason is not None else ""
+    if not note:
+        return explanation
+    return replace(explanation, text=f"{explanation.text}; {note}")
+
+
 class Detector:
     """Anomaly detector for one series (one symbol), streaming and batch.
 
@@ -122,8 +131,8 @@ class Detector:
         """Name the features that make one record stand out (call before `learn_one`)."""
         raw, _, window, _, center = self._step(x)
         contrib = self.model.attribute(window[None])[0] if self._fitted else np.abs(window[-1])
-        return describe(self.spec.names, contrib, raw[0], center[0], window[-1],
-                        window_label=self._label())
+        return with_reason(self.model, window, describe(self.spec.names, contrib, raw[0], center[0], window[-1],
+                                                        window_label=self._label()))
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn one record (after scoring it)."""
@@ -202,8 +211,8 @@ class Detector:
         """Explain row ``i`` of a batch result with the model that scored it."""
         model = scores.models[int(scores.segment[i])]
         contrib = model.attribute(scores.windows[i:i + 1])[0] if model is not None else np.abs(scores.z[i])
-        return describe(scores.names, contrib, scores.raw[i], scores.center[i], scores.z[i],
-                        window_label=self._label())
+        return with_reason(model, scores.windows[i], describe(scores.names, contrib, scores.raw[i], scores.center[i],
+                                                              scores.z[i], window_label=self._label()))
 
     def _label(self) -> str:
         return f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"

@@ -18,6 +18,7 @@ import numpy as np
 
 from tickwise.anomaly.bands import BandBank, Bands
 from tickwise.anomaly.base import Schedule, WindowModel
+from tickwise.anomaly.detector import with_reason
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
@@ -105,8 +106,9 @@ class MultiSymbolDetector:
             contrib = self.model.attribute(windows[idx])
             label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
             for j, i in enumerate(idx.tolist()):
-                explanations[i] = describe(self.spec.names, contrib[j], raw[i], out.center[i], out.z[i],
-                                           window_label=label)
+                explanations[i] = with_reason(self.model, windows[i],
+                                              describe(self.spec.names, contrib[j], raw[i], out.center[i], out.z[i],
+                                                       window_label=label))
         # learn
         self.bank.learn(rows, raw)
         self._prev[rows] = state

@@ -108,11 +108,20 @@ class PipelineWorker:
         self._dead: list[pl.DataFrame] = []
         self._closed_at: list[tuple[float, int]] = []
         self._dirty: set[int] = set()
+        #: set when `run` ended with an error
+        self.failed = False
 
     # -- lifecycle -------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, drain: bool = False) -> WorkerStats:
         """Process until ``stop`` is set; with ``drain``, close every open window at the end."""
+        try:
+            return self._run(stop, drain=drain)
+        except BaseException:
+            self.failed = True
+            raise
+
+    def _run(self, stop: threading.Event, *, drain: bool) -> WorkerStats:
         self._rebalance()
         last_commit = time.monotonic()
         while not stop.is_set():
