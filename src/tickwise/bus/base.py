@@ -58,8 +58,7 @@ class Message:
 
     @property
     def position(self) -> tuple[int, int]:
-        ms, _, seq = self.id.partition("-")
-        return int(ms), int(seq or 0)
+        return position_of(self.id)
 
 
 def position_of(entry_id: str) -> tuple[int, int]:

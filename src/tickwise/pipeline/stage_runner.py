@@ -25,13 +25,22 @@ class StageRunner:
 
     Examples
     --------
+    >>> import datetime as dt, tempfile
     >>> from tickwise.bus.memory import MemoryBus
+    >>> from tickwise.codec import encode_table
+    >>> from tickwise.store.duckdb import DuckDBWarehouse
     >>> class Count:
     ...     name, timeframes, seen = "count", ("1m",), 0
     ...     def on_bars(self, bars):
     ...         self.seen += bars.height
     ...         return StageOutput()
-    >>> runner = StageRunner(MemoryBus(), None, Count())  # doctest: +SKIP
+    >>> bus, stage = MemoryBus(), Count()
+    >>> runner = StageRunner(bus, DuckDBWarehouse(tempfile.mkdtemp() + "/w.duckdb"), stage)
+    >>> bar = pl.DataFrame({"symbol": ["A"], "timeframe": ["1m"], "ts": [dt.datetime(2024, 1, 2, tzinfo=dt.UTC)],
+    ...                     "close": [1.0]})
+    >>> bus.publish("bars.1m", [encode_table(bar.to_arrow())] * 2)  # the same bar twice
+    >>> runner.step(timeout_s=0), stage.seen
+    (1, 1)
     """
 
     def __init__(self, bus: Bus, warehouse: Warehouse, stage: BarStage, *, name: str = "runner-1",
