@@ -214,10 +214,12 @@ def test_worker_with_analytics_writes_signals_for_every_bar_on_postgres(redis_ur
                                 env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
         bars_sql = "SELECT count(*) FROM bars WHERE timeframe = '1s'"
+        n_bars = reference_bars(ticks).filter(pl.col("timeframe") == "1s").height
+        # every window closed (the last ones by the worker's clock) and every bar judged
         wait_for(lambda: proc.poll() is not None or (
-            count(postgres_url, bars_sql) >= 6 * 59
-            and count(postgres_url, "SELECT count(*) FROM signals WHERE rule = 'sma_cross'")
-            == count(postgres_url, bars_sql)), what="a signal row for every bar")
+            count(postgres_url, bars_sql) == n_bars
+            and count(postgres_url, "SELECT count(*) FROM signals WHERE rule = 'sma_cross'") == n_bars),
+            what="a signal row for every bar")
         assert proc.poll() is None, (tmp_path / "worker.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
