@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import pytest
 
 from tickwise.config import DEFAULT_SYMBOLS
 from tickwise.sources.simulator import KNOWN, NS, SESSION_NS, Simulator, intraday_profile
@@ -31,13 +32,7 @@ def test_simulator_tick_rate_follows_u_shaped_intraday_profile() -> None:
     minutes = [sim.generate(60 * NS).height for _ in range(int(SESSION_NS / (60 * NS)))]
     first, middle = np.mean(minutes[:20]), np.mean(minutes[180:210])
     assert first > 2 * middle  # busy at the open, quiet at midday
-    assert intraday_profile(np.arange(0, SESSION_NS, NS)).mean() == pytest_approx(1.0)
-
-
-def pytest_approx(x: float):
-    import pytest
-
-    return pytest.approx(x, rel=1e-3)
+    assert intraday_profile(np.arange(0, SESSION_NS, NS)).mean() == pytest.approx(1.0, rel=1e-3)
 
 
 def test_simulator_returns_have_the_configured_volatility_and_jumps() -> None:

@@ -231,9 +231,9 @@ class PipelineWorker:
         bars = pl.concat(self._bars) if self._bars else None
         dead = pl.concat(self._dead) if self._dead else empty_deadletters()
         # publish first: downstream stages drop bars they have seen, so a replay is harmless
-        if bars is not None:
-            for (tf,), frame in bars.partition_by("timeframe", as_dict=True).items():
-                self.bus.publish(bars_topic(str(tf)), [encode_table(frame.to_arrow())])
+        by_timeframe = bars.partition_by("timeframe", as_dict=True) if bars is not None else {}
+        for (tf,), frame in by_timeframe.items():
+            self.bus.publish(bars_topic(str(tf)), [encode_table(frame.to_arrow())])
         if dead.height:
             rows = dead.with_columns(pl.col("ts").cast(pl.Utf8)).to_dicts()
             self.bus.publish(DEADLETTER, [encode_json(r) for r in rows])
@@ -255,7 +255,7 @@ class PipelineWorker:
             self.stats.latencies_s.append(latency)
         if bars is not None:
             self.stats.bars += bars.height
-            for (tf,), frame in bars.partition_by("timeframe", as_dict=True).items():
+            for (tf,), frame in by_timeframe.items():
                 BARS_WRITTEN.labels(str(tf)).inc(frame.height)
         if dead.height:
             self.stats.deadletters += dead.height
