@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     dashboard_port: int = 8501
     require_services: bool = False
     # anomaly detection and alerts (tickwise.anomaly.stage, tickwise.alerts)
-    anomaly_detectors: Annotated[list[str], NoDecode] = ["zscore", "iforest"]
+    anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "iforest"]
     anomaly_false_alarm_rate: float = 1e-3
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""

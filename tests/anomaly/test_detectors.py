@@ -19,7 +19,7 @@ from tickwise.anomaly.inject import KINDS, inject
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.zscore import ZScoreModel
 
-DETECTORS = ("zscore", "ewma", "transient", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "iforest", "autoencoder")
 SCHEDULE = Schedule(min_train=400, refit_every=1000, max_train=5000)
 
 
@@ -45,7 +45,7 @@ def test_detector_injected_kind_on_real_data_ranks_in_top_percent(goog_bars, nam
     assert np.mean(found) >= 0.6, f"{name} found {np.mean(found):.2f} of {kind} events above the 99th percentile"
 
 
-@pytest.mark.parametrize("name", ["zscore", "ewma", "transient", "autoencoder"])
+@pytest.mark.parametrize("name", ["zscore", "ewma", "transient", "divergence", "autoencoder"])
 def test_detector_adaptive_threshold_flags_frozen_and_spikes(goog_bars, name):
     bars, events = inject(goog_bars, kinds=["frozen_price", "price_spike"], rate=0.01, start=800, seed=5,
                           magnitude=(10.0, 14.0))
@@ -241,12 +241,13 @@ def test_transient_persistent_move_scores_below_same_size_spike(goog_bars):
     assert np.nanmax(scored(spike)[300:302]) > 1.5 * np.nanmax(scored(shift)[300:302])
 
 
-def test_transient_multi_symbol_equals_single_detector(goog_bars):
-    from tickwise.anomaly.transient import TransientModel
+@pytest.mark.parametrize("name", ["transient", "divergence"])
+def test_two_bar_model_multi_symbol_equals_single_detector(goog_bars, name):
+    from tickwise.anomaly import make_model
 
     bars = goog_bars.head(500)
-    single = make_detector("transient").score(bars).score
-    multi = MultiSymbolDetector(TransientModel(), bands=Bands())
+    single = make_detector(name).score(bars).score
+    multi = MultiSymbolDetector(make_model(name), bands=Bands())
     got = []
     for rec in _records(bars):
         res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
@@ -260,3 +261,53 @@ def test_transient_value_series_spike_and_revert_is_top_score():
     v[450] = 95
     scores = make_detector("transient", spec=FeatureSpec.values(["cpu"])).score({"cpu": v}).score
     assert int(np.nanargmax(scores)) in (450, 451)
+
+
+def _with_volume(base: pl.DataFrame, t: int, factor: float) -> pl.DataFrame:
+    v = base["volume"].to_numpy().astype(float).copy()
+    v[t] *= factor
+    return base.with_columns(pl.Series("volume", v))
+
+
+def test_divergence_move_on_ordinary_volume_outscores_same_move_on_heavy_volume(goog_bars):
+    base = goog_bars.head(400)
+    shifted, _ = inject(base, kinds=["level_shift"], rate=0.01, start=300, seed=2, magnitude=(8.0, 8.0))
+    t = next(i for i in range(301, 400) if shifted["close"][i] != base["close"][i])
+    det = _detector("divergence")
+    quiet = det.score(shifted)
+    news = det.score(_with_volume(shifted, t, 8.0))
+    assert quiet.score[t] >= 5.0, quiet.score[t]
+    assert quiet.score[t] > 2 * news.score[t], (quiet.score[t], news.score[t])
+    text = det.explain(quiet, t).text
+    assert "on ordinary volume" in text, text
+    # the transient detector discounts both alike: it cannot tell them apart
+    tr = _detector("transient")
+    assert tr.score(shifted).score[t] < 1.2 * tr.score(_with_volume(shifted, t, 8.0)).score[t]
+
+
+def test_divergence_volume_burst_without_price_move_outscores_one_with_a_move(goog_bars):
+    base = goog_bars.head(400)
+    t = 350
+    burst = _with_volume(base, t, 12.0)
+    c = burst["close"].to_numpy().copy()
+    sig = float(np.std(np.diff(np.log(c[:300]))))
+    moved = c.copy()
+    moved[t:] *= np.exp(6 * sig)
+    news = burst.with_columns(pl.Series("close", moved), pl.Series("high", np.maximum(burst["high"].to_numpy(), moved)),
+                              pl.Series("low", np.minimum(burst["low"].to_numpy(), moved)))
+    det = _detector("divergence")
+    quiet = det.score(burst)
+    loud = det.score(news)
+    assert quiet.score[t] >= 5.0, quiet.score[t]
+    expl = det.explain(quiet, t)
+    assert expl.top_feature == "volume" and "no price move behind it" in expl.text, expl.text
+    i = quiet.names.index("volume")
+    vol_term = det.model.attribute(loud.windows[t:t + 1])[0, i]
+    assert vol_term < 0.6 * quiet.score[t], (vol_term, quiet.score[t])
+
+
+def test_divergence_settings_are_checked():
+    from tickwise.anomaly.transient import TransientModel
+
+    with pytest.raises(ValueError, match="volume_confirm"):
+        TransientModel(volume_confirm=-1.0)

@@ -2,7 +2,7 @@
 
 Public surface::
 
-    make_detector("zscore" | "ewma" | "transient" | "iforest" | "autoencoder", ...) -> Detector
+    make_detector("zscore" | "ewma" | "transient" | "divergence" | "iforest" | "autoencoder", ...) -> Detector
     Detector          one series: learn_one / score_one / explain_one, fit / score / explain
     MultiSymbolDetector   many symbols at once, vectorised (the live stage uses it)
     ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
@@ -23,7 +23,7 @@ from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_thresholds
 
 #: Detector names accepted by `make_detector` and the CLI.
-DETECTORS = ("zscore", "ewma", "transient", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "iforest", "autoencoder")
 #: Threshold options per detector: the band detectors score in sigmas; they never flag below
 #: 5 and cap the tail shape at 0.3; the forest's scores have a short tail (capped at 0.1).
 #: All chosen on the bokeh stocks only; the README reports the other series as held out.
@@ -31,8 +31,12 @@ THRESHOLD_OPTIONS: dict[str, dict[str, float]] = {
     "zscore": {"floor": 5.0, "xi_max": 0.3},
     "ewma": {"floor": 5.0, "xi_max": 0.3},
     "transient": {"floor": 5.0, "xi_max": 0.3},
+    "divergence": {"floor": 5.0, "xi_max": 0.3},
     "iforest": {"xi_max": 0.1},
 }
+
+#: The ``divergence`` detector: `TransientModel` weights chosen on the bokeh stocks only.
+DIVERGENCE: dict[str, float] = {"persistent": 1.0, "volume_confirm": 1.0, "price_confirm": 0.3}
 
 
 def threshold_settings(name: str, *, q: float = 1e-3, **options: Any) -> ThresholdSettings:
@@ -62,6 +66,10 @@ def make_model(name: str, *, seed: int = 0, **options: Any) -> WindowModel:
         from tickwise.anomaly.transient import TransientModel
 
         return TransientModel(**options)
+    if name == "divergence":
+        from tickwise.anomaly.transient import TransientModel
+
+        return TransientModel(**{"name": "divergence", **DIVERGENCE, **options})
     if name == "iforest":
         from tickwise.anomaly.iforest import IsolationForestModel
 
@@ -88,7 +96,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
     >>> make_detector("ewma").bands.method
     'ewma'
     """
-    if name == "transient" and spec is not None:
+    if name in ("transient", "divergence") and spec is not None:
         options = {"names": spec.names, **options}
     return Detector(make_model(name, seed=seed, **options), spec=spec,
                     bands=make_bands(name, window=window), schedule=schedule)
@@ -96,6 +104,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
 
 __all__ = [
     "DETECTORS",
+    "DIVERGENCE",
     "THRESHOLD_OPTIONS",
     "Bands",
     "Detector",
