@@ -6,7 +6,8 @@ hold up SNS). A failed attempt is retried after ``base_delay_s * 2 ** (attempt -
 seconds, capped at ``max_delay_s``; after ``max_attempts`` the delivery is ``failed`` and
 stays listed (`failed`, `retry_failed`). Nothing is dropped: every delivery is
 ``pending``, ``sent`` or ``failed``, and `changes` hands each status change to the caller
-(the anomaly stage writes them to the ``alerts`` table).
+(the anomaly stage writes them to the ``alerts`` table). `restore` takes back deliveries
+saved by an earlier process, so a restart resumes them instead of forgetting them.
 """
 
 from __future__ import annotations
@@ -96,6 +97,71 @@ class Outbox:
                     self._changed[key] = None
                     self._push(name, d)
                     made.append(replace(d))
+            self._cond.notify_all()
+        return made
+
+    def restore(self, deliveries: Iterable[Delivery]) -> list[Delivery]:
+        """Take back deliveries saved by an earlier outbox (after a restart); returns at once.
+
+        A ``pending`` delivery is queued for its next attempt now (the restart took longer
+        than any backoff), keeping its ``attempts``, ``last_error`` and ``ts_created``: it
+        continues where it stopped and is ``failed`` once ``attempts`` reaches
+        ``max_attempts`` (it gets at least one more attempt). A ``sent`` or ``failed``
+        delivery is only listed, so it is not sent again (`retry_failed` re-queues a failed
+        one) and a later `submit` of its alert is a no-op. A delivery whose (alert id,
+        notifier) the outbox already holds is skipped: what this process knows wins.
+        Restoring is not a status change, so `changes` does not report it. ``delays_s``
+        counts this process's backoffs only.
+
+        Parameters
+        ----------
+        deliveries
+            Saved deliveries, oldest first; each must name a notifier of this outbox.
+
+        Returns
+        -------
+        list of Delivery
+            Copies of the deliveries taken back (skipped ones are left out).
+
+        Raises
+        ------
+        ValueError
+            If a delivery names a notifier this outbox does not have, or has a status other
+            than pending, sent or failed (nothing is restored then).
+
+        Examples
+        --------
+        >>> from tickwise.alerts.notifiers import MemoryNotifier
+        >>> from tickwise.alerts.rules import Alert
+        >>> sink = MemoryNotifier()
+        >>> box = Outbox([sink], max_attempts=5, base_delay_s=0.01)
+        >>> saved = [Delivery(Alert("a1", "r", {"symbol": "X"}), "memory", attempts=3, last_error="503"),
+        ...          Delivery(Alert("a2", "r", {"symbol": "Y"}), "memory", status="sent", attempts=1)]
+        >>> len(box.restore(saved))
+        2
+        >>> box.flush(timeout_s=5)
+        True
+        >>> [(d.alert.alert_id, d.status, d.attempts) for d in box.deliveries()], len(sink.sent)
+        ([('a1', 'sent', 4), ('a2', 'sent', 1)], 1)
+        >>> box.close()
+        """
+        saved = list(deliveries)
+        for d in saved:
+            if d.notifier not in self.notifiers:
+                raise ValueError(f"delivery notifier must be one of {sorted(self.notifiers)}, was {d.notifier!r}")
+            if d.status not in ("pending", "sent", "failed"):
+                raise ValueError(f"delivery status must be pending, sent or failed, was {d.status!r}")
+        made = []
+        with self._cond:
+            for d in saved:
+                key = (d.alert.alert_id, d.notifier)
+                if key in self._all:
+                    continue
+                d = replace(d, delays_s=[], next_at=self._clock())
+                self._all[key] = d
+                if d.status == "pending":
+                    self._push(d.notifier, d)
+                made.append(replace(d, delays_s=[]))
             self._cond.notify_all()
         return made
 

@@ -1,7 +1,8 @@
 """The live anomaly stage: every closed bar is scored (before it is learned) by each
 configured detector; anomalies go to the ``anomalies`` table and topic, and alert rules
 turn them into notifications delivered by a background outbox whose statuses land in the
-``alerts`` table.
+``alerts`` table. Started with a warehouse, the stage re-queues the deliveries that table
+still holds as ``pending``, so alerts left undelivered by a restart are sent after it.
 
 Bars of one call are processed in rounds: round k holds the k-th bar of every symbol in
 the call, so each round is one vectorised step over symbols.
@@ -9,7 +10,9 @@ the call, so each round is one vectorised step over symbols.
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +20,7 @@ import polars as pl
 
 from tickwise.alerts.notifiers import LogNotifier, Notifier, SnsNotifier, WebhookNotifier
 from tickwise.alerts.outbox import Delivery, Outbox
-from tickwise.alerts.rules import AlertRouter, AlertRule
+from tickwise.alerts.rules import Alert, AlertRouter, AlertRule
 from tickwise.alerts.tables import ALERTS
 from tickwise.anomaly import DETECTORS, make_bands, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
@@ -28,12 +31,20 @@ from tickwise.codec import encode_json
 from tickwise.config import Settings
 from tickwise.exceptions import ConfigError
 from tickwise.pipeline.stages import StageOutput
+from tickwise.store.base import Warehouse
 
 _FIELDS = ("open", "high", "low", "close", "volume")
+
+log = logging.getLogger(__name__)
 
 
 class AnomalyStage:
     """A `BarStage` running anomaly detectors and alert rules on closed bars.
+
+    With ``warehouse``, the deliveries its ``alerts`` table holds as ``pending`` for this
+    stage's notifiers are re-queued at once (`Outbox.restore`: attempts continue from the
+    stored count); pending deliveries for notifiers no longer configured are left as they
+    are and logged once. The router's de-duplication memory is not restored.
 
     Examples
     --------
@@ -49,7 +60,7 @@ class AnomalyStage:
     def __init__(self, *, timeframes: Sequence[str], detectors: Sequence[str] = ("zscore",),
                  rules: Sequence[AlertRule] | None = None, notifiers: Sequence[Notifier] | None = None,
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
-                 window: int = 60) -> None:
+                 window: int = 60, warehouse: Warehouse | None = None) -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
@@ -61,6 +72,24 @@ class AnomalyStage:
         self._engines: dict[tuple[str, str], MultiSymbolDetector] = {}
         self.router = AlertRouter(list(rules or [AlertRule(name="anomaly", cooldown_s=300.0)]))
         self.outbox = outbox or Outbox(list(notifiers or [LogNotifier()]))
+        if warehouse is not None:
+            self._restore(warehouse)
+
+    def _restore(self, warehouse: Warehouse) -> None:
+        saved = saved_deliveries(warehouse, status="pending")
+        here = [d for d in saved if d.notifier in self.outbox.notifiers]
+        gone = Counter(d.notifier for d in saved if d.notifier not in self.outbox.notifiers)
+        if gone:
+            log.warning("%d pending alert deliveries are for notifiers no longer configured (%s); they stay "
+                        "pending in the alerts table", sum(gone.values()),
+                        ", ".join(f"{name}: {n}" for name, n in sorted(gone.items())))
+        orphans = sum(d.alert.anomaly["score"] is None for d in here)
+        if orphans:
+            log.warning("%d pending alert deliveries have no row in the anomalies table; they are resent "
+                        "without score, threshold and ts_detected", orphans)
+        restored = self.outbox.restore(here)
+        if restored:
+            log.info("re-queued %d pending alert deliveries from the alerts table", len(restored))
 
     def _engine(self, timeframe: str, detector: str) -> MultiSymbolDetector:
         key = (timeframe, detector)
@@ -98,7 +127,8 @@ class AnomalyStage:
         fields = {k: rnd.get_column(k).cast(pl.Float64).to_numpy() for k in _FIELDS}
         ts = rnd.get_column("_ts_ns").to_numpy()
         found = []
-        now = time.time_ns()
+        # whole microseconds, as the warehouse keeps them: a restored alert sends the same payload
+        now = time.time_ns() // 1000 * 1000
         for name in self.detector_names:
             res = self._engine(timeframe, name).step(symbols, fields)
             for i in np.flatnonzero(res.is_anomaly).tolist():
@@ -130,8 +160,64 @@ def alert_rows(deliveries: Sequence[Delivery]) -> pl.DataFrame:
         *(pl.col(c).cast(pl.Datetime("ns", "UTC")) for c in ("ts", "ts_created", "ts_updated")))
 
 
-def make_stage(settings: Settings) -> AnomalyStage:
-    """Build the stage from settings (detectors, false-alarm rate, cooldown, notifiers)."""
+def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[Delivery]:
+    """Deliveries the ``alerts`` table holds with one status, oldest first, alerts rebuilt.
+
+    The inverse of `alert_rows`: each `Alert` gets back its id, rule, suppressed count and
+    the anomaly ``payload()`` sent, in the same key order. Score, threshold and
+    ``ts_detected`` are not in the ``alerts`` table; they come from the ``anomalies`` row
+    committed with the alert (None where that row is missing). The warehouse keeps
+    timestamps in whole microseconds, so ``ts`` comes back exact for bars on whole
+    microseconds (every timeframe's bars are).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from tickwise.store.duckdb import DuckDBWarehouse
+    >>> wh = DuckDBWarehouse(tempfile.mkdtemp() + "/w.duckdb")
+    >>> anomaly = {"symbol": "X", "timeframe": "1m", "ts": 60 * 10**9, "detector": "zscore", "score": 9.5,
+    ...            "threshold": 5.0, "kind": "gap", "explanation": "gap +9.5 sigma", "ts_detected": 10**18}
+    >>> made = Delivery(Alert("a1", "r", anomaly, suppressed=2), "webhook", attempts=3)
+    >>> wh.commit({"anomalies": pl.DataFrame([anomaly]).to_arrow(), "alerts": alert_rows([made]).to_arrow()})
+    >>> [(d.notifier, d.attempts, d.alert.payload() == made.alert.payload()) for d in saved_deliveries(wh)]
+    [('webhook', 3, True)]
+    >>> wh.close()
+    """
+    alerts = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, where={"status": status}, order_by="ts_created")),
+                       ("ts", "ts_created", "ts_updated"))
+    if alerts.height == 0:
+        return []
+    found: dict[tuple[object, ...], dict[str, object]] = {}
+    for (symbol, timeframe, detector), part in alerts.group_by(["symbol", "timeframe", "detector"]):
+        rows = _epoch_ns(pl.from_arrow(warehouse.read(
+            ANOMALIES.name, where={"symbol": symbol, "timeframe": timeframe, "detector": detector},
+            start_ts=part["ts"].min(), end_ts=part["ts"].max() + 1000)), ("ts", "ts_detected"))  # type: ignore[operator]
+        for r in rows.iter_rows(named=True):
+            found[(r["symbol"], r["timeframe"], r["ts"], r["detector"])] = r
+    out = []
+    now = time.time_ns()
+    for r in alerts.iter_rows(named=True):
+        row = found.get((r["symbol"], r["timeframe"], r["ts"], r["detector"]), {})
+        # key order of the anomaly dict the stage builds (the anomalies table's column order)
+        anomaly = {c: r[c] if c in r else row.get(c) for c in ANOMALIES.column_names}
+        out.append(Delivery(
+            Alert(r["alert_id"], r["rule"], anomaly, int(r["suppressed"] or 0)), r["notifier"],
+            status=r["status"], attempts=int(r["attempts"] or 0), last_error=r["last_error"] or "",
+            ts_created=r["ts_created"] or now, ts_updated=r["ts_updated"] or now,
+        ))
+    return out
+
+
+def _epoch_ns(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    return frame.with_columns(pl.col(c).dt.epoch("ns") for c in columns)
+
+
+def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> AnomalyStage:
+    """Build the stage from settings (detectors, false-alarm rate, cooldown, notifiers).
+
+    With ``warehouse`` (the running one, passed by `tickwise.app.build_stages`), pending
+    alert deliveries of an earlier run are re-queued.
+    """
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.alert_webhook_url:
         notifiers.append(WebhookNotifier(settings.alert_webhook_url))
@@ -140,5 +226,5 @@ def make_stage(settings: Settings) -> AnomalyStage:
     return AnomalyStage(
         timeframes=tuple(settings.timeframes), detectors=tuple(settings.anomaly_detectors),
         rules=[AlertRule(name="anomaly", cooldown_s=settings.alert_cooldown_s)],
-        notifiers=notifiers, false_alarm_rate=settings.anomaly_false_alarm_rate,
+        notifiers=notifiers, false_alarm_rate=settings.anomaly_false_alarm_rate, warehouse=warehouse,
     )

@@ -1,0 +1,188 @@
+"""Undelivered alerts survive a restart: pending rows of the ``alerts`` table are re-queued."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import shared_file
+from tickwise.alerts.notifiers import MemoryNotifier
+from tickwise.alerts.outbox import Delivery, Outbox
+from tickwise.alerts.rules import Alert, AlertRule
+from tickwise.alerts.tables import ALERTS
+from tickwise.anomaly.stage import AnomalyStage
+from tickwise.pipeline.stages import StageOutput
+from tickwise.store import Warehouse, open_warehouse
+
+NEVER = 10**9  # fail_first for a notifier that never succeeds
+
+
+@pytest.fixture(params=["duckdb", "postgres"])
+def warehouse_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "duckdb":
+        return f"duckdb://{tmp_path / 'w.duckdb'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="module")
+def goog_with_bursts() -> pl.DataFrame:
+    """Real daily GOOG bars with injected volume bursts, so the stage raises alerts."""
+    from tickwise.anomaly.inject import inject
+    from tickwise.sources.files import read_bars
+
+    bars = read_bars(shared_file("goog_daily_backtesting.csv")).sort("ts")
+    return inject(bars, kinds=["volume_burst"], rate=0.01, start=800, seed=2, magnitude=(12, 16))[0]
+
+
+def _commit(warehouse: Warehouse, out: StageOutput) -> None:
+    warehouse.commit({k: v.to_arrow() for k, v in out.tables.items()})
+
+
+def _stage(warehouse: Warehouse, *, outbox: Outbox | None = None,
+           notifiers: list[MemoryNotifier] | None = None) -> AnomalyStage:
+    return AnomalyStage(timeframes=("1d",), detectors=("zscore",), rules=[AlertRule(name="r", cooldown_s=0)],
+                        outbox=outbox, notifiers=notifiers, warehouse=warehouse)
+
+
+def _alerts(warehouse: Warehouse) -> pl.DataFrame:
+    return pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts"))  # type: ignore[return-value]
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def test_stage_restart_delivers_pending_alerts_once_with_same_payload(warehouse_url, goog_with_bursts, caplog):
+    bars = goog_with_bursts
+    warehouse = open_warehouse(warehouse_url)
+    try:
+        # run 1: both notifiers fail on every attempt, so every delivery stays pending
+        box = Outbox([MemoryNotifier(fail_first=NEVER), MemoryNotifier(name="pager", fail_first=NEVER)],
+                     base_delay_s=0.001, max_delay_s=0.002, max_attempts=10_000)
+        first = _stage(warehouse, outbox=box)
+        for chunk in bars.iter_slices(250):
+            _commit(warehouse, first.on_bars(chunk))
+        _wait(lambda: all(d.attempts >= 2 for d in box.deliveries()))
+        first.close()
+        _commit(warehouse, first.on_bars(bars.head(0)))  # the status changes up to the shutdown
+        before = {(d.alert.alert_id, d.notifier): d for d in box.deliveries()}
+        stored = _alerts(warehouse)
+        assert before and set(stored["status"]) == {"pending"} and stored.height == len(before)
+        assert {(r["alert_id"], r["notifier"]): r["attempts"] for r in stored.iter_rows(named=True)} == {
+            k: d.attempts for k, d in before.items()}
+
+        # run 2, after a "restart": only the memory notifier is configured, and it works;
+        # the bus replays the same bars, which raise the same alerts again
+        sink = MemoryNotifier()
+        caplog.set_level(logging.WARNING, logger="tickwise.anomaly.stage")
+        second = _stage(warehouse, notifiers=[sink])
+        try:
+            for chunk in bars.iter_slices(250):
+                _commit(warehouse, second.on_bars(chunk))
+            assert second.outbox.flush(timeout_s=10)
+            _commit(warehouse, second.on_bars(bars.head(0)))
+        finally:
+            second.close()
+        after = _alerts(warehouse)
+    finally:
+        warehouse.close()
+
+    pending = {aid: d for (aid, name), d in before.items() if name == "memory"}
+    assert sorted(p["alert_id"] for p in sink.sent) == sorted(pending)  # each one, exactly once
+    for p in sink.sent:
+        assert list(p.items()) == list(pending[p["alert_id"]].alert.payload().items())  # same keys, order, values
+    mine = after.filter(pl.col("notifier") == "memory")
+    assert set(mine["status"]) == {"sent"} and mine.height == len(pending)
+    assert dict(zip(mine["alert_id"], mine["attempts"], strict=True)) == {
+        aid: d.attempts + 1 for aid, d in pending.items()}
+    # the notifier that is gone keeps its rows untouched, and is logged once
+    gone = after.filter(pl.col("notifier") == "pager")
+    assert set(gone["status"]) == {"pending"} and gone.height == len(pending)
+    assert gone.sort("alert_id").equals(stored.filter(pl.col("notifier") == "pager").sort("alert_id"))
+    warnings = [r.getMessage() for r in caplog.records if "no longer configured" in r.getMessage()]
+    assert len(warnings) == 1 and f"{len(pending)} pending" in warnings[0] and "pager" in warnings[0]
+
+
+def test_stage_restart_without_anomaly_row_resends_with_nulls_and_warns(tmp_path, caplog):
+    from tickwise.anomaly.stage import alert_rows
+
+    anomaly = {"symbol": "AAPL", "timeframe": "1m", "ts": 60 * 10**9, "detector": "zscore", "score": 9.0,
+               "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+    saved = Delivery(Alert("a1", "r", anomaly, suppressed=4), "memory", attempts=2, last_error="503")
+    warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    warehouse.commit({ALERTS.name: alert_rows([saved]).to_arrow()})  # no anomalies row committed
+    sink = MemoryNotifier()
+    caplog.set_level(logging.WARNING, logger="tickwise.anomaly.stage")
+    stage = _stage(warehouse, notifiers=[sink])
+    try:
+        assert stage.outbox.flush(timeout_s=5)
+    finally:
+        stage.close()
+        warehouse.close()
+    assert sink.sent == [{**saved.alert.payload(), "score": None, "threshold": None, "ts_detected": None}]
+    assert [d.attempts for d in stage.outbox.deliveries()] == [3]
+    assert any("no row in the anomalies table" in r.getMessage() for r in caplog.records)
+
+
+def _saved(aid: str, **kw: object) -> Delivery:
+    return Delivery(Alert(aid, "r", {"symbol": "AAPL", "ts": 0}), "memory", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def outboxes() -> Iterator[list[Outbox]]:
+    made: list[Outbox] = []
+    yield made
+    for box in made:
+        box.close()
+
+
+def test_outbox_restore_attempts_continue_from_stored_count(outboxes):
+    sink = MemoryNotifier(fail_first=1)
+    outboxes.append(box := Outbox([sink], max_attempts=5, base_delay_s=0.01))
+    box.restore([_saved("a1", attempts=3, last_error="503", ts_created=123)])
+    assert box.flush(timeout_s=5)
+    [d] = box.deliveries()
+    assert (d.status, d.attempts, d.delays_s, d.last_error, d.ts_created) == ("sent", 5, [box.backoff_s(4)], "", 123)
+    assert sink.attempts == 2 and sink.sent == [{"alert_id": "a1", "rule": "r", "suppressed_since_last": 0,
+                                                 "symbol": "AAPL", "ts": 0}]
+
+
+def test_outbox_restore_stops_at_max_attempts_counting_stored_ones(outboxes):
+    sink = MemoryNotifier(fail_first=NEVER)
+    outboxes.append(box := Outbox([sink], max_attempts=5, base_delay_s=0.01))
+    box.restore([_saved("a1", attempts=3)])
+    assert box.flush(timeout_s=5)
+    assert [(d.status, d.attempts) for d in box.deliveries()] == [("failed", 5)] and sink.attempts == 2
+
+
+def test_outbox_restore_already_sent_is_not_resent(outboxes):
+    sink = MemoryNotifier()
+    outboxes.append(box := Outbox([sink], base_delay_s=0.01))
+    box.submit([Alert("live", "r", {"symbol": "AAPL"})])
+    assert box.flush(timeout_s=5) and len(sink.sent) == 1
+    box.changes()
+    restored = box.restore([_saved("done", status="sent", attempts=2), _saved("live", attempts=1)])
+    assert [d.alert.alert_id for d in restored] == ["done"]  # "live" is already known here: skipped
+    assert box.submit([Alert("done", "r", {"symbol": "AAPL"})]) == []
+    assert box.flush(timeout_s=5)
+    assert [p["alert_id"] for p in sink.sent] == ["live"]
+    assert [(d.alert.alert_id, d.status, d.attempts) for d in box.deliveries()] == [
+        ("live", "sent", 1), ("done", "sent", 2)]
+    assert box.changes() == []  # restoring is not a status change: the table already has these rows
+
+
+def test_outbox_restore_unknown_notifier_or_status_raises(outboxes):
+    outboxes.append(box := Outbox([MemoryNotifier()], base_delay_s=0.01))
+    with pytest.raises(ValueError, match="notifier must be one of \\['memory'\\], was 'pager'"):
+        box.restore([Delivery(Alert("a1", "r", {}), "pager")])
+    with pytest.raises(ValueError, match="status must be pending, sent or failed, was 'lost'"):
+        box.restore([_saved("a1", status="lost")])
+    assert box.deliveries() == []
