@@ -123,6 +123,11 @@ def test_stage_restart_without_anomaly_row_resends_with_nulls_and_warns(tmp_path
     caplog.set_level(logging.WARNING, logger="tickwise.anomaly.stage")
     stage = _stage(warehouse, notifiers=[sink])
     try:
+        assert stage.outbox.deliveries() == []  # nothing is resent before a bar of AAPL arrives
+        bar = pl.DataFrame({"symbol": ["AAPL"], "timeframe": ["1d"], "open": [1.0], "high": [1.0], "low": [1.0],
+                            "close": [1.0], "volume": [1.0]}).with_columns(
+            pl.lit(120 * 10**9).cast(pl.Datetime("ns", "UTC")).alias("ts"))
+        stage.on_bars(bar)
         assert stage.outbox.flush(timeout_s=5)
     finally:
         stage.close()
@@ -130,6 +135,35 @@ def test_stage_restart_without_anomaly_row_resends_with_nulls_and_warns(tmp_path
     assert sink.sent == [{**saved.alert.payload(), "score": None, "threshold": None, "ts_detected": None}]
     assert [d.attempts for d in stage.outbox.deliveries()] == [3]
     assert any("no row in the anomalies table" in r.getMessage() for r in caplog.records)
+
+
+def test_two_stages_sharing_a_warehouse_each_resend_only_their_symbols(tmp_path, goog_with_bursts):
+    bars = pl.concat([goog_with_bursts, goog_with_bursts.with_columns(pl.lit("GOOX").alias("symbol"))])
+    warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    sinks = {"GOOG": MemoryNotifier(), "GOOX": MemoryNotifier()}
+    try:
+        box = Outbox([MemoryNotifier(fail_first=NEVER)], base_delay_s=0.001, max_delay_s=0.002, max_attempts=10_000)
+        first = _stage(warehouse, outbox=box)
+        _commit(warehouse, first.on_bars(bars))
+        _wait(lambda: all(d.attempts >= 1 for d in box.deliveries()))
+        first.close()
+        _commit(warehouse, first.on_bars(bars.head(0)))
+        pending = {d.alert.alert_id: str(d.alert.anomaly["symbol"]) for d in box.deliveries()}
+        assert set(pending.values()) == {"GOOG", "GOOX"}
+        # two workers after the restart, each owning one symbol's partition
+        stages = {sym: _stage(warehouse, notifiers=[sinks[sym]]) for sym in sinks}
+        try:
+            for sym, stage in stages.items():
+                stage.on_bars(bars.filter(pl.col("symbol") == sym))
+                assert stage.outbox.flush(timeout_s=10)
+        finally:
+            for stage in stages.values():
+                stage.close()
+    finally:
+        warehouse.close()
+    sent = [(p["alert_id"], sym) for sym, sink in sinks.items() for p in sink.sent if p["alert_id"] in pending]
+    assert sorted(aid for aid, _ in sent) == sorted(pending)  # every pending alert once, not once per worker
+    assert all(pending[aid] == sym for aid, sym in sent)
 
 
 def _saved(aid: str, **kw: object) -> Delivery:

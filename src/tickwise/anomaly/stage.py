@@ -2,7 +2,8 @@
 configured detector; anomalies go to the ``anomalies`` table and topic, and alert rules
 turn them into notifications delivered by a background outbox whose statuses land in the
 ``alerts`` table. Started with a warehouse, the stage re-queues the deliveries that table
-still holds as ``pending``, so alerts left undelivered by a restart are sent after it.
+still holds as ``pending`` (each symbol's when its first bar arrives), so alerts left
+undelivered by a restart are sent after it.
 
 Bars of one call are processed in rounds: round k holds the k-th bar of every symbol in
 the call, so each round is one vectorised step over symbols.
@@ -42,9 +43,11 @@ class AnomalyStage:
     """A `BarStage` running anomaly detectors and alert rules on closed bars.
 
     With ``warehouse``, the deliveries its ``alerts`` table holds as ``pending`` for this
-    stage's notifiers are re-queued at once (`Outbox.restore`: attempts continue from the
-    stored count); pending deliveries for notifiers no longer configured are left as they
-    are and logged once. The router's de-duplication memory is not restored.
+    stage's notifiers are loaded at start and re-queued (`Outbox.restore`: attempts continue
+    from the stored count) when the stage first sees a bar of their symbol: with several
+    workers sharing a warehouse, only the one whose partitions carry the symbol resends
+    them. Pending deliveries for notifiers no longer configured are left as they are and
+    logged once. The router's de-duplication memory is not restored.
 
     Examples
     --------
@@ -72,6 +75,7 @@ class AnomalyStage:
         self._engines: dict[tuple[str, str], MultiSymbolDetector] = {}
         self.router = AlertRouter(list(rules or [AlertRule(name="anomaly", cooldown_s=300.0)]))
         self.outbox = outbox or Outbox(list(notifiers or [LogNotifier()]))
+        self._saved: dict[str, list[Delivery]] = {}
         if warehouse is not None:
             self._restore(warehouse)
 
@@ -87,9 +91,17 @@ class AnomalyStage:
         if orphans:
             log.warning("%d pending alert deliveries have no row in the anomalies table; they are resent "
                         "without score, threshold and ts_detected", orphans)
-        restored = self.outbox.restore(here)
-        if restored:
-            log.info("re-queued %d pending alert deliveries from the alerts table", len(restored))
+        for d in here:
+            self._saved.setdefault(str(d.alert.anomaly["symbol"]), []).append(d)
+        if here:
+            log.info("loaded %d pending alert deliveries from the alerts table; each is re-queued when a bar "
+                     "of its symbol arrives", len(here))
+
+    def _restore_symbols(self, symbols: Sequence[str]) -> None:
+        due = [d for s in symbols for d in self._saved.pop(s, [])]
+        if due:
+            restored = self.outbox.restore(due)
+            log.info("re-queued %d pending alert deliveries for %s", len(restored), ", ".join(sorted(set(symbols))))
 
     def _engine(self, timeframe: str, detector: str) -> MultiSymbolDetector:
         key = (timeframe, detector)
@@ -103,6 +115,8 @@ class AnomalyStage:
         """Score, threshold, explain, then learn every bar; route anomalies to alerts."""
         out = StageOutput()
         rows: list[dict[str, object]] = []
+        if bars.height and self._saved:
+            self._restore_symbols([s for s in bars.get_column("symbol").unique().to_list() if s in self._saved])
         if bars.height:
             frame = bars.sort("ts").with_columns(
                 pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
