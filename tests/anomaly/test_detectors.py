@@ -10,6 +10,7 @@ from tickwise.anomaly import (
     ThresholdBank,
     ThresholdSettings,
     make_detector,
+    make_model,
     tail_thresholds,
     threshold_settings,
 )
@@ -152,10 +153,11 @@ def test_threshold_burst_of_anomalies_does_not_raise_threshold():
     assert th[2200] < 10
 
 
-def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars):
+@pytest.mark.parametrize("name", ["zscore", "transient", "divergence"])
+def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars, name):
     bars = goog_bars.head(500)
-    single = make_detector("zscore").score(bars).score
-    multi = MultiSymbolDetector(ZScoreModel(), bands=Bands())
+    single = make_detector(name).score(bars).score
+    multi = MultiSymbolDetector(make_model(name), bands=Bands())
     got = []
     for rec in _records(bars):
         res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
@@ -239,20 +241,6 @@ def test_transient_persistent_move_scores_below_same_size_spike(goog_bars):
                                   pl.Series("high", close * 1.01), pl.Series("low", close * 0.99))
         return _detector("transient").score(frame).score
     assert np.nanmax(scored(spike)[300:302]) > 1.5 * np.nanmax(scored(shift)[300:302])
-
-
-@pytest.mark.parametrize("name", ["transient", "divergence"])
-def test_two_bar_model_multi_symbol_equals_single_detector(goog_bars, name):
-    from tickwise.anomaly import make_model
-
-    bars = goog_bars.head(500)
-    single = make_detector(name).score(bars).score
-    multi = MultiSymbolDetector(make_model(name), bands=Bands())
-    got = []
-    for rec in _records(bars):
-        res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
-        got.append(res.score[0])
-    np.testing.assert_allclose(np.array(got), single, rtol=1e-7, equal_nan=True)
 
 
 def test_transient_value_series_spike_and_revert_is_top_score():
