@@ -292,6 +292,7 @@ def test_divergence_volume_burst_without_price_move_outscores_one_with_a_move(go
     i = quiet.names.index("volume")
     vol_term = det.model.attribute(loud.windows[t:t + 1])[0, i]
     assert vol_term < 0.6 * quiet.score[t], (vol_term, quiet.score[t])
+    assert "no price move" not in det.model.reason(loud.windows[t])  # a 6-sigma move is behind it
 
 
 def test_divergence_settings_are_checked():

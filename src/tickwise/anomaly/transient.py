@@ -144,7 +144,9 @@ class TransientModel:
         if not self._confirms or abs(cur[i]) < 1.0:
             return ""
         if i == self._volume:
-            return f"no price move behind it (return {cur[self._return]:+.1f} sigma)" if self._return >= 0 else ""
+            if self._return < 0 or abs(cur[self._return]) >= 1.0:
+                return ""
+            return f"no price move behind it (return {cur[self._return]:+.1f} sigma)"
         if i in self._prices and cur[self._volume] < 1.0:
             return f"on ordinary volume ({cur[self._volume]:+.1f} sigma)"
         return ""
