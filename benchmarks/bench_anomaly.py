@@ -70,7 +70,14 @@ def bench_train(name: str, *, n_bars: int) -> dict[str, float]:
     bars = {k: v[:, 0] for k, v in synthetic_bars(n_bars, 1, seed=1).items()}
     det = make_detector(name, schedule=Schedule(min_train=100, refit_every=None, max_train=n_bars))
     t0 = time.perf_counter()
-    det.fit(bars)
+    if name == "classifier":
+        # its training is on the shipped bars with injected anomalies, not on the stream
+        from tickwise.anomaly import learned
+
+        learned._CACHE.clear()
+        learned.trained(learned.Training())
+    else:
+        det.fit(bars)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     det.features(bars)

@@ -54,3 +54,25 @@ def test_evaluate_anomaly_writes_table_and_json(tmp_path):
     frozen = next(r for r in report["rows"] if r["kind"] == "frozen_price")
     assert frozen["events"] >= 10 and frozen["recall"] >= 0.5
     assert "precision" in result.output
+
+
+def test_evaluate_anomaly_classifier_trained_without_the_scored_stock(tmp_path):
+    out = tmp_path / "eval.json"
+    src = shared_file("goog_daily_backtesting.csv")
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(src), "--detectors", "classifier",
+                                      "--kinds", "price_spike", "--classifier-exclude", "goog", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["settings"]["options"]["classifier"]["training"]["exclude"] == ["GOOG"]
+    row = report["rows"][0]
+    assert row["detector"] == "classifier" and row["events"] >= 10 and row["recall"] >= 0.7
+
+
+def test_detect_classifier_on_value_series_is_clear_error(tmp_path):
+    src = tmp_path / "cpu.csv"
+    src.write_text("timestamp,cpu\n" + "".join(f"2026-01-01T00:{i // 60:02d}:{i % 60:02d},{i % 7}\n" for i in range(300)))
+    result = CliRunner().invoke(app, ["detect", "--data", str(src), "--column", "cpu", "--detector", "classifier",
+                                      "--out", str(tmp_path / "o.csv")])
+    assert isinstance(result.exception, InputError)
+    assert "needs OHLCV bars" in str(result.exception)
+    assert not (tmp_path / "o.csv").exists()

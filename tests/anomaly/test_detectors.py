@@ -17,15 +17,22 @@ from tickwise.anomaly import (
 from tickwise.anomaly.bands import BandBank, band_zscores
 from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.inject import KINDS, inject
+from tickwise.anomaly.learned import Training
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.zscore import ZScoreModel
 
-DETECTORS = ("zscore", "ewma", "transient", "divergence", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder")
 SCHEDULE = Schedule(min_train=400, refit_every=1000, max_train=5000)
+
+
+#: the classifier is trained without the bokeh GOOG bars, so scoring GOOG here is out of sample
+CLASSIFIER_TRAINING = Training(exclude=("GOOG",))
 
 
 def _detector(name: str, **kw):
     options = {"epochs": 15} if name == "autoencoder" else {}
+    if name == "classifier":
+        options = {"training": CLASSIFIER_TRAINING}
     return make_detector(name, schedule=kw.pop("schedule", SCHEDULE), **options, **kw)
 
 
@@ -153,7 +160,7 @@ def test_threshold_burst_of_anomalies_does_not_raise_threshold():
     assert th[2200] < 10
 
 
-@pytest.mark.parametrize("name", ["zscore", "transient", "divergence"])
+@pytest.mark.parametrize("name", ["zscore", "transient", "divergence", "classifier"])
 def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars, name):
     bars = goog_bars.head(500)
     single = make_detector(name).score(bars).score
@@ -300,3 +307,47 @@ def test_divergence_settings_are_checked():
 
     with pytest.raises(ValueError, match="volume_confirm"):
         TransientModel(volume_confirm=-1.0)
+
+
+def test_threshold_ceiling_bank_equals_batch_and_never_above_ceiling():
+    rng = np.random.default_rng(4)
+    scores = np.abs(rng.standard_t(2, (2, 3000)))
+    settings = ThresholdSettings(q=1e-3, floor=1.0, ceiling=4.0, xi_max=0.3)
+    bank = ThresholdBank(settings, capacity=1)
+    got = np.array([bank.update(np.arange(2), scores[:, t]) for t in range(scores.shape[1])]).T
+    for r in range(2):
+        np.testing.assert_allclose(got[r], tail_thresholds(scores[r], settings, phase=r), rtol=1e-12)
+    live = got[:, 300:]
+    assert (live <= 4.0).all() and (live >= 1.0).all()
+    # without the ceiling the t(2) tail puts the threshold above 4 most of the time
+    free = tail_thresholds(scores[0], ThresholdSettings(q=1e-3, floor=1.0, xi_max=0.3))
+    assert np.mean(free[300:] > 4.0) > 0.5
+    with pytest.raises(ValueError, match="ceiling must be >= floor"):
+        ThresholdSettings(floor=5.0, ceiling=4.0)
+
+
+def test_classifier_needs_bars_clear_error():
+    from tickwise.exceptions import InputError
+
+    with pytest.raises(InputError, match="needs OHLCV bars"):
+        make_detector("classifier", spec=FeatureSpec.values(("cpu",)))
+
+
+def test_classifier_flags_flash_crash_and_recovery_on_unseen_stock(goog_bars):
+    """Trained without GOOG: a flash crash (deep low, close half down, 3x volume, recovery next
+    bar) crosses the classifier's own threshold, and the divergence model's words come along."""
+    bars, events = inject(goog_bars, kinds=["flash_crash"], rate=0.01, start=800, seed=11, magnitude=(6.0, 10.0))
+    det = _detector("classifier")
+    scores = det.score(bars)
+    flags = scores.score > tail_thresholds(scores.score, threshold_settings("classifier"))
+    hit = [flags[e.start:e.end + 2].any() for e in events]
+    assert np.mean(hit) >= 0.8, f"found {np.mean(hit):.2f} of flash crashes"
+    normal = np.ones(bars.height, bool)
+    normal[:800] = False
+    for e in events:
+        normal[e.start:e.end + 2] = False
+    assert flags[normal].mean() < 0.005
+    first = next(e for e, h in zip(events, hit) if h)
+    row = first.start + int(np.argmax(flags[first.start:first.end + 2]))
+    explanation = det.explain(scores, row)
+    assert explanation.top_feature in ("return", "range", "swing"), explanation.text

@@ -2,7 +2,7 @@
 
 Public surface::
 
-    make_detector("zscore" | "ewma" | "transient" | "divergence" | "iforest" | "autoencoder", ...) -> Detector
+    make_detector("zscore" | "ewma" | "transient" | "divergence" | "classifier" | "iforest" | "autoencoder", ...) -> Detector
     Detector          one series: learn_one / score_one / explain_one, fit / score / explain
     MultiSymbolDetector   many symbols at once, vectorised (the live stage uses it)
     ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
@@ -23,7 +23,7 @@ from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_thresholds
 
 #: Detector names accepted by `make_detector` and the CLI.
-DETECTORS = ("zscore", "ewma", "transient", "divergence", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder")
 #: Threshold options per detector: the band detectors score in sigmas; they never flag below
 #: 5 and cap the tail shape at 0.3; the forest's scores have a short tail (capped at 0.1).
 #: All chosen on the bokeh stocks only; the README reports the other series as held out.
@@ -33,6 +33,9 @@ THRESHOLD_OPTIONS: dict[str, dict[str, float]] = {
     "transient": {"floor": 5.0, "xi_max": 0.3},
     "divergence": {"floor": 5.0, "xi_max": 0.3},
     "iforest": {"xi_max": 0.1},
+    # log-odds: flag from p = 0.989 (4.5), and always from p = 0.993 (5.0); chosen by
+    # leave-one-stock-out cross-validation on the bokeh stocks (the classifier's training set)
+    "classifier": {"floor": 4.5, "ceiling": 5.0, "xi_max": 0.1},
 }
 
 #: The ``divergence`` detector: `TransientModel` weights chosen on the bokeh stocks only.
@@ -70,6 +73,10 @@ def make_model(name: str, *, seed: int = 0, **options: Any) -> WindowModel:
         from tickwise.anomaly.transient import TransientModel
 
         return TransientModel(**{"name": "divergence", **DIVERGENCE, **options})
+    if name == "classifier":
+        from tickwise.anomaly.learned import ClassifierModel
+
+        return ClassifierModel(seed=seed, **options)
     if name == "iforest":
         from tickwise.anomaly.iforest import IsolationForestModel
 
@@ -96,7 +103,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
     >>> make_detector("ewma").bands.method
     'ewma'
     """
-    if name in ("transient", "divergence") and spec is not None:
+    if name in ("transient", "divergence", "classifier") and spec is not None:
         options = {"names": spec.names, **options}
     return Detector(make_model(name, seed=seed, **options), spec=spec,
                     bands=make_bands(name, window=window), schedule=schedule)

@@ -76,18 +76,20 @@ class AutoencoderModel:
                 loss.backward()
                 opt.step()
         net.eval()
-        self.net_ = net
+        # scored in float64: float32 sums differ with the batch's shape (one bar streamed vs a
+        # whole series) by ~1e-6, which would break streaming == batch
+        self.net_ = net.double()
 
     def _row_errors(self, windows: FloatArray) -> FloatArray:
         import torch
 
         if self.net_ is None:
             raise ValueError("model must be fitted before scoring, was not fitted")
-        x = self._x(windows)
+        x = self._x(windows).astype(np.float64)
         with torch.no_grad():
             rec = self.net_(torch.from_numpy(x)).numpy()
         f = windows.shape[2]
-        return ((rec - x) ** 2)[:, -f:].astype(np.float64)
+        return ((rec - x) ** 2)[:, -f:]
 
     def score_windows(self, windows: FloatArray) -> FloatArray:
         return self._row_errors(windows).mean(axis=1)

@@ -23,7 +23,10 @@ of sigmas (5, chosen on the bokeh stocks only, see the README) so a quiet stretc
 tail fit is short does not flag ordinary 3-4 sigma bars. ``xi_max`` caps the tail shape: a
 fit of 80-95 % quantiles that comes out slightly convex otherwise extrapolates with xi = 1 to
 a threshold of 25 sigma and silences a series (the band detectors use 0.3, about the tail of
-daily returns; the Isolation Forest 0.1; see `tickwise.anomaly.THRESHOLD_OPTIONS`). NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
+daily returns; the Isolation Forest 0.1; see `tickwise.anomaly.THRESHOLD_OPTIONS`). An
+optional ``ceiling`` is a level it never goes above: for the classifier, whose score is a
+log-odds, a window it is that sure of is flagged however many such windows the series has
+had. NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
 series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
@@ -54,6 +57,7 @@ class ThresholdSettings:
     refresh: int = 20
     a: float = 0.2
     floor: float = float("-inf")
+    ceiling: float = float("inf")
     xi_max: float = 1.0
 
     def __post_init__(self) -> None:
@@ -65,6 +69,8 @@ class ThresholdSettings:
             raise ValueError(f"min_scores must be in [20, window], was {self.min_scores}")
         if self.refresh < 1:
             raise ValueError(f"refresh must be >= 1, was {self.refresh}")
+        if not self.floor <= self.ceiling:
+            raise ValueError(f"ceiling must be >= floor ({self.floor}), was {self.ceiling}")
         if not 0 <= self.xi_max <= 1:
             raise ValueError(f"xi_max must be in [0, 1], was {self.xi_max}")
 
@@ -133,8 +139,8 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
         seen[count] = x
         count += 1
         if count >= settings.min_scores and (count == settings.min_scores or (count + phase) % settings.refresh == 0):
-            th = max(float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0]),
-                     settings.floor)
+            th = min(max(float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0]),
+                         settings.floor), settings.ceiling)
     return out
 
 
@@ -195,5 +201,5 @@ class ThresholdBank:
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]
                 # the ring holds scores in write order; quantiles ignore order
-                self.z[sel] = np.maximum(tail_threshold(self.ring[sel, :n], st), st.floor)
+                self.z[sel] = np.clip(tail_threshold(self.ring[sel, :n], st), st.floor, st.ceiling)
         return before

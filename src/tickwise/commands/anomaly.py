@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
     def detect(
         data: Annotated[Path, typer.Option("--data", help="CSV of timestamp + value(s), or an OHLCV bar file")],
         out: Annotated[Path, typer.Option("--out", help="Where to write timestamp,score,threshold,is_anomaly,explanation")],
-        detector: Annotated[str, typer.Option("--detector", help="zscore | ewma | transient | divergence | iforest | autoencoder")] = "zscore",
+        detector: Annotated[str, typer.Option("--detector", help="zscore | ewma | transient | divergence | classifier | iforest | autoencoder")] = "zscore",
         column: Annotated[str | None, typer.Option("--column", help="Score only this value column")] = None,
         symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol of a multi-symbol bar file")] = None,
         window: Annotated[int, typer.Option("--window", help="Band window in rows", min=5)] = 60,
@@ -188,6 +188,11 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed")] = 7,
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here")] = None,
         quick: Annotated[bool, typer.Option("--quick", help="Only the mixed run (all kinds together); autoencoder with 10 epochs")] = False,
+        classifier_exclude: Annotated[str, typer.Option(
+            "--classifier-exclude",
+            help="Comma-separated symbols of the shipped training bars (AAPL, GOOG, IBM, MSFT) the classifier is not trained on")] = "",
+        classifier_kinds: Annotated[str | None, typer.Option(
+            "--classifier-kinds", help="Comma-separated kinds the classifier is trained on (default: all five)")] = None,
     ) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
@@ -223,9 +228,18 @@ def register(app: typer.Typer) -> None:
                 series.append(part)
         if not series:
             raise DataError("no series to evaluate")
+        options: dict[str, dict[str, object]] = {"autoencoder": {"epochs": 10}} if quick else {}
+        if "classifier" in names:
+            from tickwise.anomaly.learned import Training
+
+            train_kinds = tuple(k.strip() for k in classifier_kinds.split(",")) if classifier_kinds else tuple(KINDS)
+            for k in train_kinds:
+                if k not in KINDS:
+                    raise InputError(f"--classifier-kinds must name {', '.join(KINDS)}, was {k!r}")
+            exclude = tuple(x.strip().upper() for x in classifier_exclude.split(",") if x.strip())
+            options["classifier"] = {"training": Training(kinds=train_kinds, exclude=exclude)}
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
-                          magnitude=(lo, hi), seed=seed, per_kind=not quick,
-                          options={"autoencoder": {"epochs": 10}} if quick else None)
+                          magnitude=(lo, hi), seed=seed, per_kind=not quick, options=options)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "
