@@ -1,0 +1,50 @@
+"""Leave-one-stock-out accuracy of the classifier detector on its own training stocks.
+
+The classifier is trained on anomalies injected into the shipped bokeh bars (AAPL, GOOG,
+IBM, MSFT daily). To measure it on those stocks, each one is scored by a model trained on
+the other three (new injection seeds), all kinds mixed, counted as `tickwise evaluate-anomaly`
+counts. This is how its threshold (`THRESHOLD_OPTIONS["classifier"]`) was chosen.
+
+    .venv/bin/python benchmarks/eval_classifier_cv.py [--magnitude 6,10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tickwise.anomaly.evaluate import evaluate
+from tickwise.anomaly.learned import Training, training_bars
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--magnitude", default="6,10")
+    parser.add_argument("--json", type=Path, default=Path("artifacts/anomaly/eval_classifier_cv.json"))
+    args = parser.parse_args()
+    lo, hi = (float(v) for v in args.magnitude.split(","))
+    rows = []
+    for series in training_bars():
+        symbol = str(series["symbol"][0])
+        report = evaluate([series], detectors=["classifier"], magnitude=(lo, hi), per_kind=False,
+                          options={"classifier": {"training": Training(exclude=(symbol,))}})
+        rows.append({"held_out": symbol, **report.rows[0]})
+    events = sum(int(r["events"]) for r in rows)
+    detected = sum(int(r["detected"]) for r in rows)
+    false_alarms = sum(int(r["false_alarms"]) for r in rows)
+    precision = detected / max(detected + false_alarms, 1)
+    recall = detected / max(events, 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    print(f"{'held out':10}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
+    for r in rows:
+        print(f"{r['held_out']:10}{r['events']:>8}{r['detected']:>10}{r['false_alarms']:>14}{r['f1']:>8.3f}")
+    print(f"{'all':10}{events:>8}{detected:>10}{false_alarms:>14}{f1:>8.3f}   precision {precision:.3f} recall {recall:.3f}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"rows": rows, "magnitude_sigma": [lo, hi], "f1": round(f1, 4),
+                                     "precision": round(precision, 4), "recall": round(recall, 4)}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
