@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from tickwise.anomaly.evaluate import evaluate
+from tickwise.anomaly.evaluate import Tally, evaluate
 from tickwise.anomaly.learned import Training, training_bars
 
 
@@ -30,12 +30,11 @@ def main() -> None:
         report = evaluate([series], detectors=["classifier"], magnitude=(lo, hi), per_kind=False,
                           options={"classifier": {"training": Training(exclude=(symbol,))}})
         rows.append({"held_out": symbol, **report.rows[0]})
-    events = sum(int(r["events"]) for r in rows)
-    detected = sum(int(r["detected"]) for r in rows)
-    false_alarms = sum(int(r["false_alarms"]) for r in rows)
-    precision = detected / max(detected + false_alarms, 1)
-    recall = detected / max(events, 1)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    total = Tally("classifier", "all", events=sum(int(r["events"]) for r in rows),
+                  detected=sum(int(r["detected"]) for r in rows),
+                  false_alarms=sum(int(r["false_alarms"]) for r in rows))
+    events, detected, false_alarms = total.events, total.detected, total.false_alarms
+    precision, recall, f1 = total.precision, total.recall, total.f1
     print(f"{'held out':10}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
     for r in rows:
         print(f"{r['held_out']:10}{r['events']:>8}{r['detected']:>10}{r['false_alarms']:>14}{r['f1']:>8.3f}")

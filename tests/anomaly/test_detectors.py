@@ -19,7 +19,6 @@ from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.inject import KINDS, inject
 from tickwise.anomaly.learned import Training
 from tickwise.anomaly.multi import MultiSymbolDetector
-from tickwise.anomaly.zscore import ZScoreModel
 
 DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder")
 SCHEDULE = Schedule(min_train=400, refit_every=1000, max_train=5000)

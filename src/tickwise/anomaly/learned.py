@@ -36,6 +36,7 @@ from importlib import resources
 import numpy as np
 import polars as pl
 
+from tickwise.anomaly import DIVERGENCE, make_detector
 from tickwise.anomaly.features import BAR_FEATURES
 from tickwise.anomaly.transient import TransientModel
 from tickwise.exceptions import InputError
@@ -44,8 +45,6 @@ FloatArray = np.ndarray
 CLIP = 50.0
 #: Probabilities are clipped to [EPS, 1 - EPS] before the log-odds.
 EPS = 1e-9
-#: The ``divergence`` weights (also in `tickwise.anomaly.DIVERGENCE`), for the score input.
-_DIVERGENCE = {"persistent": 1.0, "volume_confirm": 1.0, "price_confirm": 0.3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +84,9 @@ def _inputs(windows: FloatArray, div: TransientModel) -> FloatArray:
 
 def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[FloatArray, np.ndarray]:
     """Inputs and labels: each series with anomalies injected ``copies`` times (other seeds)."""
-    from tickwise.anomaly.bands import Bands
-    from tickwise.anomaly.detector import Detector
     from tickwise.anomaly.inject import inject
 
-    div = TransientModel(name="divergence", **_DIVERGENCE)
+    div = TransientModel(name="divergence", **DIVERGENCE)
     xs, ys = [], []
     for i, s in enumerate(series):
         if s.height < training.warmup + 200:
@@ -97,9 +94,7 @@ def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[Fl
         for c in range(training.copies):
             bars, events = inject(s, kinds=training.kinds, rate=training.rate, start=training.warmup,
                                   magnitude=training.magnitude, seed=training.seed * 1000 + 37 * i + c)
-            det = Detector(TransientModel(name="divergence", **_DIVERGENCE),
-                           bands=Bands(method="rolling", window=60, min_periods=20, clip=4.0))
-            windows = det.score(bars).windows
+            windows = make_detector("divergence").score(bars).windows
             y = np.zeros(bars.height, dtype=np.int8)
             for e in events:
                 y[e.start:min(e.end + 1, bars.height - 1) + 1] = 1
@@ -155,7 +150,7 @@ class ClassifierModel:
                              f"got features {', '.join(names)}: use zscore, ewma or transient for value series")
         self.names = tuple(names)
         self.training = training or Training(seed=seed)
-        self._div = TransientModel(name="divergence", **_DIVERGENCE)
+        self._div = TransientModel(name="divergence", **DIVERGENCE)
         self._clf: object | None = None
         self._explainer = None
 

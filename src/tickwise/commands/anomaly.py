@@ -49,6 +49,17 @@ def _is_bars(path: Path) -> bool:
     return {"open", "high", "low", "close"} <= names or {"o", "h", "l", "c"} <= names
 
 
+def _kinds(text: str | None, option: str) -> tuple[str, ...]:
+    """Anomaly kinds named in a comma-separated option (all five when empty)."""
+    from tickwise.anomaly.inject import KINDS
+
+    names = tuple(k.strip() for k in text.split(",")) if text else KINDS
+    for k in names:
+        if k not in KINDS:
+            raise InputError(f"{option} must name {', '.join(KINDS)}, was {k!r}")
+    return names
+
+
 def format_table(rows: list[dict[str, object]], cols: list[str]) -> str:
     """A plain Markdown table (also readable in a terminal).
 
@@ -197,17 +208,13 @@ def register(app: typer.Typer) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
         from tickwise.anomaly.evaluate import evaluate
-        from tickwise.anomaly.inject import KINDS
         from tickwise.sources.files import read_bars
 
         names = [d.strip() for d in detectors.split(",") if d.strip()]
         for d in names:
             if d not in DETECTORS:
                 raise InputError(f"--detectors must name {', '.join(DETECTORS)}, was {d!r}")
-        kind_list = [k.strip() for k in kinds.split(",")] if kinds else list(KINDS)
-        for k in kind_list:
-            if k not in KINDS:
-                raise InputError(f"--kinds must name {', '.join(KINDS)}, was {k!r}")
+        kind_list = list(_kinds(kinds, "--kinds"))
         try:
             lo, hi = (float(v) for v in magnitude.split(","))
         except ValueError:
@@ -232,10 +239,7 @@ def register(app: typer.Typer) -> None:
         if "classifier" in names:
             from tickwise.anomaly.learned import Training
 
-            train_kinds = tuple(k.strip() for k in classifier_kinds.split(",")) if classifier_kinds else tuple(KINDS)
-            for k in train_kinds:
-                if k not in KINDS:
-                    raise InputError(f"--classifier-kinds must name {', '.join(KINDS)}, was {k!r}")
+            train_kinds = _kinds(classifier_kinds, "--classifier-kinds")
             exclude = tuple(x.strip().upper() for x in classifier_exclude.split(",") if x.strip())
             options["classifier"] = {"training": Training(kinds=train_kinds, exclude=exclude)}
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
