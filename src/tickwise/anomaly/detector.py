@@ -69,7 +69,7 @@ class Detector:
     model
         A `WindowModel` (`ZScoreModel`, `IsolationForestModel`, `AutoencoderModel`).
     spec
-        What the records are (`FeatureSpec.bars()` by default).
+        What the records are (the model's own ``spec`` if it has one, else `FeatureSpec.bars()`).
     bands
         How features are z-scored against their past.
     schedule
@@ -89,7 +89,7 @@ class Detector:
     def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
                  bands: Bands | None = None, schedule: Schedule | None = None) -> None:
         self.model = model
-        self.spec = spec or FeatureSpec.bars()
+        self.spec = spec or getattr(model, "spec", None) or FeatureSpec.bars()
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule()

@@ -7,7 +7,11 @@ is far below anything normal), ``volume`` (log1p volume minus its trailing EWMA 
 against), ``gap`` (log open over previous close) and ``swing`` (the high-low log range
 itself, linear: a flash crash's long lower shadow stands out here, where the log of the
 range compresses it); a plain value series gives, per column, its ``level`` and its
-``change`` from the previous row. A feature at row t uses row t and a state carried from
+``change`` from the previous row. ``FeatureSpec.bars(shapes=True)`` adds the bar's shape
+(`SHAPE_FEATURES`: where the close lies in the high-low range, the body and the lower shadow
+as shares of the range, the open-to-close return) and the log volume itself, for models that
+learn combinations (the ``classifier`` detector): a level shift moves the gap but not the
+bar's shape, a flash crash leaves a long lower shadow. A feature at row t uses row t and a state carried from
 the rows before (previous close, the volume EWMA), so nothing here can look ahead.
 Normalisation against the past (z-scores) is done by `tickwise.anomaly.bands`.
 """
@@ -26,6 +30,8 @@ FloatArray = np.ndarray
 
 #: The bar features, in column order.
 BAR_FEATURES: tuple[str, ...] = ("return", "range", "volume", "gap", "swing")
+#: The bar's shape and its log volume, after `BAR_FEATURES` in ``FeatureSpec.bars(shapes=True)``.
+SHAPE_FEATURES: tuple[str, ...] = ("close_location", "body", "lower_shadow", "intrabar", "log_volume")
 #: Span of the trailing EWMA of log volume that the ``volume`` feature is measured from.
 VOLUME_SPAN = 10
 _VOLUME_ALPHA = 2.0 / (VOLUME_SPAN + 1)
@@ -49,6 +55,8 @@ class FeatureSpec:
     ('return', 'range', 'volume', 'gap', 'swing')
     >>> FeatureSpec.values(("cpu",)).names
     ('cpu', 'cpu_change')
+    >>> len(FeatureSpec.bars(shapes=True).names)
+    10
     """
 
     kind: str
@@ -56,8 +64,8 @@ class FeatureSpec:
     names: tuple[str, ...]
 
     @classmethod
-    def bars(cls) -> FeatureSpec:
-        return cls("bars", _BAR_FIELDS, BAR_FEATURES)
+    def bars(cls, *, shapes: bool = False) -> FeatureSpec:
+        return cls("bars", _BAR_FIELDS, BAR_FEATURES + SHAPE_FEATURES if shapes else BAR_FEATURES)
 
     @classmethod
     def values(cls, columns: Sequence[str]) -> FeatureSpec:
@@ -103,7 +111,7 @@ class FeatureSpec:
         (m, len(names)) features and the new (m, state_width) state.
         """
         if self.kind == "bars":
-            return _bar_rows(fields, prev)
+            return _bar_rows(fields, prev, shapes=len(self.names) > len(BAR_FEATURES))
         return _value_rows(self.columns, fields, prev)
 
     def batch(self, fields: Mapping[str, FloatArray]) -> FloatArray:
@@ -135,7 +143,8 @@ def _volume_ewma(lv: FloatArray) -> FloatArray:
     return out
 
 
-def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[FloatArray, FloatArray]:
+def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray, *,
+              shapes: bool = False) -> tuple[FloatArray, FloatArray]:
     o, h, lo, c, v = (np.asarray(fields[k], dtype=np.float64) for k in _BAR_FIELDS)
     if np.any(~np.isfinite(c) | (c <= 0) | (lo <= 0)):
         raise DataError("bar prices must be finite and > 0, was a non-positive or non-finite price")
@@ -144,12 +153,21 @@ def _bar_rows(fields: Mapping[str, FloatArray], prev: FloatArray) -> tuple[Float
     lv = np.log1p(np.maximum(v, 0.0))
     base = prev[:, 1]
     swing = np.log(np.maximum(h, lo) / lo)
-    out = np.empty((c.shape[0], 5))
+    out = np.empty((c.shape[0], 10 if shapes else 5))
     out[:, 0] = np.log(c / pc)
     out[:, 1] = np.log(swing + RANGE_FLOOR)
     out[:, 2] = np.where(np.isnan(base), 0.0, lv - base)
     out[:, 3] = np.log(o / pc)
     out[:, 4] = swing
+    if shapes:
+        width = h - lo
+        flat = width <= 0
+        safe = np.where(flat, 1.0, width)
+        out[:, 5] = np.where(flat, 0.5, (c - lo) / safe)
+        out[:, 6] = np.where(flat, 0.0, np.abs(c - o) / safe)
+        out[:, 7] = np.where(flat, 0.0, (np.minimum(o, c) - lo) / safe)
+        out[:, 8] = np.log(c / o)
+        out[:, 9] = lv
     return out, np.column_stack([c, _ewma_step(base, lv)])
 
 

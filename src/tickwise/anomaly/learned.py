@@ -11,14 +11,19 @@ down is news. This model learns such combinations from examples instead of hand 
   series). By default the bars are the four public-domain Quandl WIKI daily stocks shipped
   in ``tickwise/anomaly/data`` (AAPL, GOOG, IBM, MSFT, 2000-2013): the same stocks the band
   detectors were tuned on, so every other series is held out.
-- **Inputs.** The two-bar window of band z-scores that `TransientModel` sees (the previous
-  and the current bar: return, range, volume, gap, swing), plus the ``divergence`` score of
-  that window. Nothing after the current bar: score before learn holds as for every model.
+- **Inputs.** A window of three bars (the two before and the current one) of band z-scores
+  of the bar features and the bar's shape (`FeatureSpec.bars(shapes=True)`: return, range,
+  volume, gap, swing, where the close lies in the range, body, lower shadow, open-to-close
+  return, log volume), plus the ``divergence`` score of the last two bars. The shape is what
+  tells a level shift (a gap on an ordinary bar) from news (a gap with a wide, heavy bar) and
+  shows a flash crash's long lower shadow. Nothing after the current bar: score before
+  learn holds as for every model.
 - **Labels.** The bars of an event and the bar after it (the evaluation's tolerance): a
   two-bar pattern may be recognised only on its second bar.
 - **Model.** scikit-learn's ``HistGradientBoostingClassifier``. Its score is the log-odds
   that the window holds an injected anomaly; explanations are SHAP values (TreeExplainer) of
-  that log-odds, folded onto the five features.
+  that log-odds, folded onto the five bar features (the shape onto return and swing, log
+  volume onto volume), so the words are those of every other detector.
 
 It learns the *shapes the injector makes*. Its held-out accuracy on injected events is
 therefore an estimate for anomalies of those shapes; the README also reports it on a kind
@@ -30,14 +35,16 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 
 import numpy as np
 import polars as pl
 
-from tickwise.anomaly import DIVERGENCE, make_detector
-from tickwise.anomaly.features import BAR_FEATURES
+from tickwise.anomaly import DIVERGENCE, make_bands
+from tickwise.anomaly.bands import band_zscores
+from tickwise.anomaly.detector import windows_of
+from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
 from tickwise.anomaly.transient import TransientModel
 from tickwise.exceptions import InputError
 
@@ -45,6 +52,13 @@ FloatArray = np.ndarray
 CLIP = 50.0
 #: Probabilities are clipped to [EPS, 1 - EPS] before the log-odds.
 EPS = 1e-9
+#: What the classifier reads of each bar.
+SPEC = FeatureSpec.bars(shapes=True)
+_BASE = len(BAR_FEATURES)
+#: Where each shape feature's explanation credit goes (index into `BAR_FEATURES`):
+#: close location, body and open-to-close return onto return; lower shadow onto swing;
+#: log volume onto volume.
+_FOLD = {"close_location": 0, "body": 0, "lower_shadow": 4, "intrabar": 0, "log_volume": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +74,8 @@ class Training:
     kinds: tuple[str, ...] = ("price_spike", "level_shift", "volume_burst", "flash_crash", "frozen_price")
     magnitude: tuple[float, float] = (4.0, 16.0)
     rate: float = 0.03
-    copies: int = 8
+    copies: int = 16
+    lookback: int = 3
     warmup: int = 100
     max_iter: int = 300
     learning_rate: float = 0.05
@@ -79,7 +94,15 @@ def training_bars() -> list[pl.DataFrame]:
 
 def _inputs(windows: FloatArray, div: TransientModel) -> FloatArray:
     flat = np.clip(np.nan_to_num(windows.reshape(windows.shape[0], -1)), -CLIP, CLIP)
-    return np.column_stack([flat, np.clip(np.nan_to_num(div.score_windows(windows)), 0.0, CLIP)])
+    pair = windows[:, -2:, :_BASE]
+    return np.column_stack([flat, np.clip(np.nan_to_num(div.score_windows(pair)), 0.0, CLIP)])
+
+
+def bar_windows(bars: pl.DataFrame, lookback: int) -> FloatArray:
+    """The classifier's windows of one series, as its `Detector` builds them (60-bar bands)."""
+    bands = make_bands("classifier")
+    z = band_zscores(SPEC.batch(SPEC.fields_from_frame(bars)), replace(bands, links=SPEC.scale_links)).z
+    return windows_of(z, lookback)
 
 
 def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[FloatArray, np.ndarray]:
@@ -94,7 +117,7 @@ def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[Fl
         for c in range(training.copies):
             bars, events = inject(s, kinds=training.kinds, rate=training.rate, start=training.warmup,
                                   magnitude=training.magnitude, seed=training.seed * 1000 + 37 * i + c)
-            windows = make_detector("divergence").score(bars).windows
+            windows = bar_windows(bars, training.lookback)
             y = np.zeros(bars.height, dtype=np.int8)
             for e in events:
                 y[e.start:min(e.end + 1, bars.height - 1) + 1] = 1
@@ -126,13 +149,13 @@ def trained(training: Training) -> object:
 
 
 class ClassifierModel:
-    """Log-odds, from boosted trees, that a two-bar window holds an injected anomaly.
+    """Log-odds, from boosted trees, that a window of bars holds an injected anomaly.
 
     Examples
     --------
     >>> m = ClassifierModel()
-    >>> calm, burst = np.zeros((1, 2, 5)), np.zeros((1, 2, 5))
-    >>> burst[0, 1, 2] = 9.0
+    >>> calm, burst = np.zeros((1, 3, 10)), np.zeros((1, 3, 10))
+    >>> burst[0, -1, 2] = burst[0, -1, 9] = 9.0
     >>> s = m.score_windows(np.vstack([calm, burst])); bool(s[1] > s[0] + 5)
     True
     >>> m.names[int(np.argmax(m.attribute(burst)[0]))]
@@ -140,16 +163,17 @@ class ClassifierModel:
     """
 
     name = "classifier"
-    lookback = 2
     needs_fit = False
+    spec = SPEC
 
-    def __init__(self, *, names: Sequence[str] = BAR_FEATURES, training: Training | None = None,
+    def __init__(self, *, names: Sequence[str] = SPEC.names, training: Training | None = None,
                  seed: int = 0) -> None:
-        if tuple(names) != BAR_FEATURES:
+        if tuple(names)[:_BASE] != BAR_FEATURES:
             raise InputError("the classifier detector needs OHLCV bars (open, high, low, close, volume); "
                              f"got features {', '.join(names)}: use zscore, ewma or transient for value series")
-        self.names = tuple(names)
+        self.names = SPEC.names
         self.training = training or Training(seed=seed)
+        self.lookback = self.training.lookback
         self._div = TransientModel(name="divergence", **DIVERGENCE)
         self._clf: object | None = None
         self._explainer = None
@@ -169,8 +193,9 @@ class ClassifierModel:
         return np.log(p) - np.log1p(-p)
 
     def attribute(self, windows: FloatArray) -> FloatArray:
-        """SHAP log-odds contributions per feature (both bars summed; the divergence input
-        shared out in proportion to its own terms), floored at 0."""
+        """SHAP log-odds contributions per feature (all bars of the window summed; the
+        divergence input shared out in proportion to its own terms; the shape folded onto the
+        bar features as `_FOLD` says), floored at 0. Shape features get 0."""
         if self._explainer is None:
             import shap
 
@@ -179,16 +204,20 @@ class ClassifierModel:
         if values.ndim == 3:  # some shap versions return one array per class
             values = values[..., -1]
         f = len(self.names)
-        per = values[:, :2 * f].reshape(-1, 2, f).sum(axis=1)
-        terms = self._div.attribute(windows)
+        per = values[:, :self.lookback * f].reshape(-1, self.lookback, f).sum(axis=1)
+        terms = self._div.attribute(windows[:, -2:, :_BASE])
         share = terms / np.maximum(terms.sum(axis=1, keepdims=True), 1e-12)
-        return np.maximum(per + values[:, [2 * f]] * share, 0.0)
+        out = np.zeros_like(per)
+        out[:, :_BASE] = per[:, :_BASE] + values[:, [self.lookback * f]] * share
+        for j, name in enumerate(self.names[_BASE:], start=_BASE):
+            out[:, _FOLD[name]] += per[:, j]
+        return np.maximum(out, 0.0)
 
     def reason(self, window: FloatArray) -> str:
         """The divergence model's words for a two-bar pattern, if any."""
-        return self._div.reason(window)
+        return self._div.reason(window[-2:, :_BASE])
 
     def clone(self) -> ClassifierModel:
-        m = ClassifierModel(names=self.names, training=self.training)
+        m = ClassifierModel(training=self.training)
         m._clf = self._clf
         return m

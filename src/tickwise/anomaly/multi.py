@@ -59,7 +59,7 @@ class MultiSymbolDetector:
                  thresholds: ThresholdSettings | None = None) -> None:
         self.model = model
         self.name = model.name
-        self.spec = spec or FeatureSpec.bars()
+        self.spec = spec or getattr(model, "spec", None) or FeatureSpec.bars()
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule(min_train=2000, refit_every=20000, max_train=20000)
