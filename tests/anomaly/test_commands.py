@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import shared_file
@@ -76,3 +77,13 @@ def test_detect_classifier_on_value_series_is_clear_error(tmp_path):
     assert isinstance(result.exception, InputError)
     assert "needs OHLCV bars" in str(result.exception)
     assert not (tmp_path / "o.csv").exists()
+
+
+@pytest.mark.parametrize(("exclude", "message"), [("TSLA", "was TSLA"), ("aapl,goog,ibm,msft", "at least one")])
+def test_evaluate_anomaly_classifier_exclude_must_name_training_symbols(tmp_path, exclude, message):
+    src = shared_file("goog_daily_backtesting.csv")
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(src), "--detectors", "classifier",
+                                      "--classifier-exclude", exclude, "--json", str(tmp_path / "e.json")])
+    assert isinstance(result.exception, InputError), result.output
+    assert message in str(result.exception) and "AAPL, GOOG, IBM, MSFT" in str(result.exception)
+    assert not (tmp_path / "e.json").exists()

@@ -42,7 +42,7 @@ import numpy as np
 import polars as pl
 
 from tickwise.anomaly import DIVERGENCE, make_bands
-from tickwise.anomaly.bands import band_zscores
+from tickwise.anomaly.bands import BandBank
 from tickwise.anomaly.detector import windows_of
 from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
 from tickwise.anomaly.transient import TransientModel
@@ -92,17 +92,44 @@ def training_bars() -> list[pl.DataFrame]:
     return [part.sort("ts") for _, part in bars.group_by(["symbol"], maintain_order=True)]
 
 
+def training_symbols() -> tuple[str, ...]:
+    """The symbols of the shipped training bars.
+
+    Examples
+    --------
+    >>> training_symbols()
+    ('AAPL', 'GOOG', 'IBM', 'MSFT')
+    """
+    return tuple(sorted(str(s["symbol"][0]) for s in training_bars()))
+
+
 def _inputs(windows: FloatArray, div: TransientModel) -> FloatArray:
     flat = np.clip(np.nan_to_num(windows.reshape(windows.shape[0], -1)), -CLIP, CLIP)
     pair = windows[:, -2:, :_BASE]
     return np.column_stack([flat, np.clip(np.nan_to_num(div.score_windows(pair)), 0.0, CLIP)])
 
 
-def bar_windows(bars: pl.DataFrame, lookback: int) -> FloatArray:
-    """The classifier's windows of one series, as its `Detector` builds them (60-bar bands)."""
+def bar_windows(copies: Sequence[pl.DataFrame], lookback: int) -> list[FloatArray]:
+    """The classifier's windows of equally long series, as its `Detector` builds them
+    (60-bar bands), all series stepped together through one `BandBank`.
+
+    Examples
+    --------
+    >>> from tickwise.anomaly import make_detector
+    >>> bars = training_bars()[0].head(300)
+    >>> w = bar_windows([bars, bars], 3)
+    >>> bool(np.allclose(w[1], make_detector("classifier").score(bars).windows))
+    True
+    """
+    raw = np.stack([SPEC.batch(SPEC.fields_from_frame(b)) for b in copies])
     bands = make_bands("classifier")
-    z = band_zscores(SPEC.batch(SPEC.fields_from_frame(bars)), replace(bands, links=SPEC.scale_links)).z
-    return windows_of(z, lookback)
+    bank = BandBank(raw.shape[2], replace(bands, links=SPEC.scale_links), capacity=len(copies))
+    rows = bank.rows_for([str(j) for j in range(len(copies))])
+    z = np.empty_like(raw)
+    for t in range(raw.shape[1]):
+        z[:, t] = bank.stats(rows, raw[:, t]).z
+        bank.learn(rows, raw[:, t])
+    return [windows_of(zj, lookback) for zj in z]
 
 
 def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[FloatArray, np.ndarray]:
@@ -114,10 +141,11 @@ def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[Fl
     for i, s in enumerate(series):
         if s.height < training.warmup + 200:
             continue
-        for c in range(training.copies):
-            bars, events = inject(s, kinds=training.kinds, rate=training.rate, start=training.warmup,
-                                  magnitude=training.magnitude, seed=training.seed * 1000 + 37 * i + c)
-            windows = bar_windows(bars, training.lookback)
+        injected = [inject(s, kinds=training.kinds, rate=training.rate, start=training.warmup,
+                           magnitude=training.magnitude, seed=training.seed * 1000 + 37 * i + c)
+                    for c in range(training.copies)]
+        for (bars, events), windows in zip(injected, bar_windows([b for b, _ in injected], training.lookback),
+                                           strict=True):
             y = np.zeros(bars.height, dtype=np.int8)
             for e in events:
                 y[e.start:min(e.end + 1, bars.height - 1) + 1] = 1

@@ -240,7 +240,17 @@ def register(app: typer.Typer) -> None:
             from tickwise.anomaly.learned import Training
 
             train_kinds = _kinds(classifier_kinds, "--classifier-kinds")
+            from tickwise.anomaly.learned import training_symbols
+
             exclude = tuple(x.strip().upper() for x in classifier_exclude.split(",") if x.strip())
+            known = training_symbols()
+            unknown = [x for x in exclude if x not in known]
+            if unknown:
+                raise InputError(f"--classifier-exclude must name symbols of the shipped training bars "
+                                 f"({', '.join(known)}), was {', '.join(unknown)}")
+            if set(known) <= set(exclude):
+                raise InputError(f"--classifier-exclude must leave at least one of the training symbols "
+                                 f"({', '.join(known)}) to train on, was all of them")
             options["classifier"] = {"training": Training(kinds=train_kinds, exclude=exclude)}
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
                           magnitude=(lo, hi), seed=seed, per_kind=not quick, options=options)
