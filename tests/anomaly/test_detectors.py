@@ -346,7 +346,7 @@ def test_classifier_flags_flash_crash_and_recovery_on_unseen_stock(goog_bars):
     for e in events:
         normal[e.start:e.end + 2] = False
     assert flags[normal].mean() < 0.005
-    first = next(e for e, h in zip(events, hit) if h)
+    first = next(e for e, h in zip(events, hit, strict=True) if h)
     row = first.start + int(np.argmax(flags[first.start:first.end + 2]))
     explanation = det.explain(scores, row)
     assert explanation.top_feature in ("return", "range", "swing"), explanation.text
