@@ -105,11 +105,8 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
     """
     if name in ("transient", "divergence", "classifier") and spec is not None:
         options = {"names": spec.names, **options}
-    model = make_model(name, seed=seed, **options)
-    own = getattr(model, "spec", None)
-    if own is not None and spec is not None and spec.kind == own.kind:
-        spec = own  # bars for a model that wants more of each bar (the classifier's shapes)
-    return Detector(model, spec=spec, bands=make_bands(name, window=window), schedule=schedule)
+    return Detector(make_model(name, seed=seed, **options), spec=spec,
+                    bands=make_bands(name, window=window), schedule=schedule)
 
 
 __all__ = [

@@ -52,6 +52,23 @@ def windows_of(z: FloatArray, lookback: int) -> FloatArray:
     return np.lib.stride_tricks.sliding_window_view(padded, (lookback, f))[:, 0].copy()
 
 
+def spec_for(model: WindowModel, spec: FeatureSpec | None) -> FeatureSpec:
+    """What a model reads: its own ``spec`` where it declares one and ``spec`` is of the same
+    kind (bars for a model that wants more of each bar, the classifier's shapes), else
+    ``spec``, else plain bars.
+
+    Examples
+    --------
+    >>> from tickwise.anomaly.zscore import ZScoreModel
+    >>> spec_for(ZScoreModel(), None).names
+    ('return', 'range', 'volume', 'gap', 'swing')
+    """
+    own = getattr(model, "spec", None)
+    if own is not None and (spec is None or spec.kind == own.kind):
+        return own
+    return spec or FeatureSpec.bars()
+
+
 def with_reason(model: WindowModel | None, window: FloatArray, explanation: Explanation) -> Explanation:
     """Append a model's words for a multi-bar pattern (`TransientModel.reason`), if any."""
     reason = getattr(model, "reason", None)
@@ -69,7 +86,7 @@ class Detector:
     model
         A `WindowModel` (`ZScoreModel`, `IsolationForestModel`, `AutoencoderModel`).
     spec
-        What the records are (the model's own ``spec`` if it has one, else `FeatureSpec.bars()`).
+        What the records are (`spec_for`: the model's own ``spec`` where it has one of the same kind, else plain bars).
     bands
         How features are z-scored against their past.
     schedule
@@ -89,7 +106,7 @@ class Detector:
     def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
                  bands: Bands | None = None, schedule: Schedule | None = None) -> None:
         self.model = model
-        self.spec = spec or getattr(model, "spec", None) or FeatureSpec.bars()
+        self.spec = spec_for(model, spec)
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule()

@@ -18,7 +18,7 @@ import numpy as np
 
 from tickwise.anomaly.bands import BandBank, Bands
 from tickwise.anomaly.base import Schedule, WindowModel
-from tickwise.anomaly.detector import with_reason
+from tickwise.anomaly.detector import spec_for, with_reason
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
@@ -59,7 +59,7 @@ class MultiSymbolDetector:
                  thresholds: ThresholdSettings | None = None) -> None:
         self.model = model
         self.name = model.name
-        self.spec = spec or getattr(model, "spec", None) or FeatureSpec.bars()
+        self.spec = spec_for(model, spec)
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule(min_train=2000, refit_every=20000, max_train=20000)
