@@ -6,10 +6,13 @@ skips with the reason, unless TICKWISE_REQUIRE_SERVICES=1 (as in CI), where it f
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +26,12 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 REQUIRE_SERVICES = os.environ.get("TICKWISE_REQUIRE_SERVICES") == "1"
 
 os.environ.setdefault("TICKWISE_CONFIG", str(ROOT / "tests" / "no-such-tickwise.toml"))
+# fitted classifier members are cached on disk for the whole session (subprocesses included),
+# in a folder of its own, not the user's ~/.cache
+if "TICKWISE_MODEL_CACHE" not in os.environ:
+    _MODELS = tempfile.mkdtemp(prefix="tickwise-test-models-")
+    os.environ["TICKWISE_MODEL_CACHE"] = _MODELS
+    atexit.register(shutil.rmtree, _MODELS, ignore_errors=True)
 
 
 def missing(reason: str) -> None:

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -45,6 +46,7 @@ from tickwise.anomaly import DIVERGENCE, make_bands
 from tickwise.anomaly.bands import BandBank
 from tickwise.anomaly.detector import windows_of
 from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
+from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored
 from tickwise.anomaly.transient import TransientModel
 from tickwise.exceptions import InputError
 
@@ -52,6 +54,8 @@ FloatArray = np.ndarray
 CLIP = 50.0
 #: Probabilities are clipped to [EPS, 1 - EPS] before the log-odds.
 EPS = 1e-9
+#: Models in the default ensemble (each trained on other injection seeds; log-odds averaged).
+MEMBERS = 4
 #: What the classifier reads of each bar.
 SPEC = FeatureSpec.bars(shapes=True)
 _BASE = len(BAR_FEATURES)
@@ -82,6 +86,18 @@ class Training:
     max_leaf_nodes: int = 31
     exclude: tuple[str, ...] = ()
     seed: int = 0
+    members: int = MEMBERS
+
+    def member_settings(self) -> tuple[Training, ...]:
+        """One single-model setting per ensemble member: member k trains with seed
+        ``seed + 100 k`` (other injection seeds, other trees).
+
+        Examples
+        --------
+        >>> [t.seed for t in Training(seed=1, members=3).member_settings()]
+        [1, 101, 201]
+        """
+        return tuple(replace(self, seed=self.seed + 100 * k, members=1) for k in range(self.members))
 
 
 def training_bars() -> list[pl.DataFrame]:
@@ -156,24 +172,89 @@ def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[Fl
     return np.vstack(xs), np.concatenate(ys)
 
 
-_CACHE: dict[Training, object] = {}
+class Ensemble:
+    """Boosted-tree members whose log-odds are averaged (their SHAP values too, so an
+    explanation still adds up to the score)."""
+
+    def __init__(self, members: Sequence[object]) -> None:
+        self.members = list(members)
+        self._explainers: list[object] | None = None
+
+    def log_odds(self, x: FloatArray) -> FloatArray:
+        out = np.zeros(x.shape[0])
+        for m in self.members:
+            p = np.clip(m.predict_proba(x)[:, 1], EPS, 1.0 - EPS)  # type: ignore[attr-defined]
+            out += np.log(p) - np.log1p(-p)
+        return out / len(self.members)
+
+    def shap_values(self, x: FloatArray) -> FloatArray:
+        if self._explainers is None:
+            import shap
+
+            self._explainers = [shap.TreeExplainer(m) for m in self.members]
+        total = np.zeros(x.shape)
+        for e in self._explainers:
+            values = np.asarray(e.shap_values(x))  # type: ignore[attr-defined]
+            total += values[..., -1] if values.ndim == 3 else values  # some shap versions: one array per class
+        return total / len(self._explainers)
+
+
+#: Ensembles and single fitted members, per process (a one-member ensemble's setting equals its member's).
+_CACHE: dict[Training, Ensemble] = {}
+_FITS: dict[Training, object] = {}
 _LOCK = threading.Lock()
 
 
-def trained(training: Training) -> object:
-    """The fitted classifier for ``training`` (shipped bars), fitted once per process."""
-    with _LOCK:
-        clf = _CACHE.get(training)
-        if clf is None:
-            from sklearn.ensemble import HistGradientBoostingClassifier
+def _fit(training: Training) -> object:
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
-            series = [s for s in training_bars() if str(s["symbol"][0]) not in training.exclude]
-            x, y = training_set(series, training)
-            clf = HistGradientBoostingClassifier(max_iter=training.max_iter, learning_rate=training.learning_rate,
-                                                 max_leaf_nodes=training.max_leaf_nodes,
-                                                 random_state=training.seed).fit(x, y)
-            _CACHE[training] = clf
-        return clf
+    series = [s for s in training_bars() if str(s["symbol"][0]) not in training.exclude]
+    x, y = training_set(series, training)
+    return HistGradientBoostingClassifier(max_iter=training.max_iter, learning_rate=training.learning_rate,
+                                          max_leaf_nodes=training.max_leaf_nodes,
+                                          random_state=training.seed).fit(x, y)
+
+
+def _cache_key(training: Training) -> str:
+    """What a fit depends on: its settings, the shipped bars and the code that builds its inputs."""
+    from tickwise.anomaly import bands, detector, features, inject, transient
+
+    files = [Path(m.__file__) for m in (bands, detector, features, inject, transient)] + [Path(__file__)]
+    data = resources.files("tickwise.anomaly") / "data" / "bokeh_daily.parquet"
+    return fingerprint([repr(training), data.read_bytes(), *(f.read_bytes() for f in files)])
+
+
+def to_fit(training: Training) -> int:
+    """How many of ``training``'s members `trained` would have to fit (in neither this
+    process nor the on-disk cache)."""
+    return sum(t not in _FITS and not stored("classifier", _cache_key(t)) for t in training.member_settings())
+
+
+def first_use_note(training: Training) -> str | None:
+    """What to tell a user before `trained` fits members, or None when all are stored."""
+    n = to_fit(training)
+    if not n:
+        return None
+    where = cache_dir()
+    kept = f"kept in {where} for next time" if where is not None else f"not kept: {ENV}=off"
+    return (f"training the classifier: {n} model(s) on the shipped bars, about 5 s each "
+            f"(once per machine; {kept})")
+
+
+def trained(training: Training) -> Ensemble:
+    """The fitted classifier for ``training`` (shipped bars): each member fitted once per
+    machine (`tickwise.anomaly.modelcache`) and loaded once per process."""
+    with _LOCK:
+        model = _CACHE.get(training)
+        if model is None:
+            members = []
+            for t in training.member_settings():
+                fit = _FITS.get(t)
+                if fit is None:
+                    fit = _FITS[t] = cached("classifier", _cache_key(t), lambda t=t: _fit(t))
+                members.append(fit)
+            model = _CACHE[training] = Ensemble(members)
+        return model
 
 
 class ClassifierModel:
@@ -203,11 +284,10 @@ class ClassifierModel:
         self.training = training or Training(seed=seed)
         self.lookback = self.training.lookback
         self._div = TransientModel(name="divergence", **DIVERGENCE)
-        self._clf: object | None = None
-        self._explainer = None
+        self._clf: Ensemble | None = None
 
     @property
-    def classifier(self) -> object:
+    def classifier(self) -> Ensemble:
         if self._clf is None:
             self._clf = trained(self.training)
         return self._clf
@@ -216,21 +296,13 @@ class ClassifierModel:
         """Nothing to learn from the stream: the trees were trained on injected anomalies."""
 
     def score_windows(self, windows: FloatArray) -> FloatArray:
-        p = self.classifier.predict_proba(_inputs(windows, self._div))[:, 1]  # type: ignore[attr-defined]
-        p = np.clip(p, EPS, 1.0 - EPS)
-        return np.log(p) - np.log1p(-p)
+        return self.classifier.log_odds(_inputs(windows, self._div))
 
     def attribute(self, windows: FloatArray) -> FloatArray:
         """SHAP log-odds contributions per feature (all bars of the window summed; the
         divergence input shared out in proportion to its own terms; the shape folded onto the
         bar features as `_FOLD` says), floored at 0. Shape features get 0."""
-        if self._explainer is None:
-            import shap
-
-            self._explainer = shap.TreeExplainer(self.classifier)
-        values = np.asarray(self._explainer.shap_values(_inputs(windows, self._div)))
-        if values.ndim == 3:  # some shap versions return one array per class
-            values = values[..., -1]
+        values = self.classifier.shap_values(_inputs(windows, self._div))
         f = len(self.names)
         per = values[:, :self.lookback * f].reshape(-1, self.lookback, f).sum(axis=1)
         terms = self._div.attribute(windows[:, -2:, :_BASE])

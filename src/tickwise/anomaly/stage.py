@@ -69,6 +69,12 @@ class AnomalyStage:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
         self.timeframes = tuple(timeframes)
         self.detector_names = tuple(detectors)
+        if "classifier" in self.detector_names:
+            from tickwise.anomaly.learned import Training, first_use_note
+
+            note = first_use_note(Training())
+            if note:
+                log.warning("%s; the first bars wait for it", note)
         self._q = false_alarm_rate
         ThresholdSettings(q=false_alarm_rate)  # validate early
         self._window = window

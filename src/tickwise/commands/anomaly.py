@@ -125,6 +125,12 @@ def register(app: typer.Typer) -> None:
         else:
             stamps, frame, columns = _read_values(data, column)
             parts.append((None, stamps, frame, FeatureSpec.values(columns)))
+        if detector == "classifier":
+            from tickwise.anomaly.learned import Training, first_use_note
+
+            note = first_use_note(Training(seed=seed))
+            if note:
+                typer.echo(note, err=True)
         outputs = []
         flagged = 0
         for sym, stamps, frame, spec in parts:
@@ -240,7 +246,7 @@ def register(app: typer.Typer) -> None:
             from tickwise.anomaly.learned import Training
 
             train_kinds = _kinds(classifier_kinds, "--classifier-kinds")
-            from tickwise.anomaly.learned import training_symbols
+            from tickwise.anomaly.learned import first_use_note, training_symbols
 
             exclude = tuple(x.strip().upper() for x in classifier_exclude.split(",") if x.strip())
             known = training_symbols()
@@ -252,6 +258,9 @@ def register(app: typer.Typer) -> None:
                 raise InputError(f"--classifier-exclude must leave at least one of the training symbols "
                                  f"({', '.join(known)}) to train on, was all of them")
             options["classifier"] = {"training": Training(kinds=train_kinds, exclude=exclude)}
+            note = first_use_note(options["classifier"]["training"])
+            if note:
+                typer.echo(note, err=True)
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
                           magnitude=(lo, hi), seed=seed, per_kind=not quick, options=options)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
