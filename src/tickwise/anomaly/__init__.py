@@ -8,7 +8,8 @@ Public surface::
     ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
     FeatureSpec, Bands, Schedule, Explanation
 
-Compute only: nothing here does I/O.
+Compute only, with one exception: the ``classifier`` keeps its fitted members in an on-disk
+cache (`tickwise.anomaly.modelcache`) and reads its shipped training bars.
 """
 
 from __future__ import annotations

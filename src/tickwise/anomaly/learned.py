@@ -20,15 +20,19 @@ down is news. This model learns such combinations from examples instead of hand 
   learn holds as for every model.
 - **Labels.** The bars of an event and the bar after it (the evaluation's tolerance): a
   two-bar pattern may be recognised only on its second bar.
-- **Model.** scikit-learn's ``HistGradientBoostingClassifier``. Its score is the log-odds
-  that the window holds an injected anomaly; explanations are SHAP values (TreeExplainer) of
-  that log-odds, folded onto the five bar features (the shape onto return and swing, log
-  volume onto volume), so the words are those of every other detector.
+- **Model.** An ensemble of ``Training.members`` (4) scikit-learn
+  ``HistGradientBoostingClassifier`` models, each trained on other injection seeds. Its
+  score is the members' mean log-odds that the window holds an injected anomaly (averaging
+  steadies what a single fit learns from its particular injections); explanations are the
+  members' mean SHAP values (TreeExplainer) of that log-odds, folded onto the five bar
+  features (the shape onto return and swing, log volume onto volume), so the words are those
+  of every other detector.
 
 It learns the *shapes the injector makes*. Its held-out accuracy on injected events is
 therefore an estimate for anomalies of those shapes; the README also reports it on a kind
-left out of training. Trained models are cached per process (training takes a few
-seconds), so clones (one per symbol group, per stream) share one fit.
+left out of training. Each member is fitted once per machine (about 5 s) and kept in the
+on-disk model cache (`tickwise.anomaly.modelcache`); within a process the loaded ensemble is
+shared, so clones (one per symbol group, per stream) share one fit.
 """
 
 from __future__ import annotations
