@@ -37,6 +37,7 @@ shared, so clones (one per symbol group, per stream) share one fit.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -219,13 +220,20 @@ def _fit(training: Training) -> object:
                                           random_state=training.seed).fit(x, y)
 
 
-def _cache_key(training: Training) -> str:
-    """What a fit depends on: its settings, the shipped bars and the code that builds its inputs."""
+@functools.cache
+def _sources_digest() -> str:
+    """A digest of the shipped bars and of the code that builds the training set, read once
+    per process (they do not change under a running process)."""
     from tickwise.anomaly import bands, detector, features, inject, transient
 
     files = [Path(m.__file__) for m in (bands, detector, features, inject, transient)] + [Path(__file__)]
     data = resources.files("tickwise.anomaly") / "data" / "bokeh_daily.parquet"
-    return fingerprint([repr(training), data.read_bytes(), *(f.read_bytes() for f in files)])
+    return fingerprint([data.read_bytes(), *(f.read_bytes() for f in files)])
+
+
+def _cache_key(training: Training) -> str:
+    """What a fit depends on: its settings, the shipped bars and the code that builds its inputs."""
+    return fingerprint([repr(training), _sources_digest()])
 
 
 def to_fit(training: Training) -> int:

@@ -243,11 +243,9 @@ def register(app: typer.Typer) -> None:
             raise DataError("no series to evaluate")
         options: dict[str, dict[str, object]] = {"autoencoder": {"epochs": 10}} if quick else {}
         if "classifier" in names:
-            from tickwise.anomaly.learned import Training
+            from tickwise.anomaly.learned import Training, first_use_note, training_symbols
 
             train_kinds = _kinds(classifier_kinds, "--classifier-kinds")
-            from tickwise.anomaly.learned import first_use_note, training_symbols
-
             exclude = tuple(x.strip().upper() for x in classifier_exclude.split(",") if x.strip())
             known = training_symbols()
             unknown = [x for x in exclude if x not in known]
@@ -257,8 +255,9 @@ def register(app: typer.Typer) -> None:
             if set(known) <= set(exclude):
                 raise InputError(f"--classifier-exclude must leave at least one of the training symbols "
                                  f"({', '.join(known)}) to train on, was all of them")
-            options["classifier"] = {"training": Training(kinds=train_kinds, exclude=exclude)}
-            note = first_use_note(options["classifier"]["training"])
+            training = Training(kinds=train_kinds, exclude=exclude)
+            options["classifier"] = {"training": training}
+            note = first_use_note(training)
             if note:
                 typer.echo(note, err=True)
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
