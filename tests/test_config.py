@@ -11,8 +11,22 @@ from tickwise.exceptions import ConfigError
 def test_settings_defaults_are_embedded(tmp_path: Path) -> None:
     s = load_settings(data_dir=tmp_path)
     assert s.bus == "memory://"
-    assert s.warehouse_url == f"duckdb:///{tmp_path.as_posix()}/tickwise.duckdb"
+    assert s.warehouse_url == f"duckdb://{tmp_path.resolve().as_posix()}/tickwise.duckdb"
     assert s.lake_url.startswith("file://") and s.timeframes == ["1s", "1m", "5m"]
+
+
+def test_relative_data_dir_puts_warehouse_and_lake_under_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tickwise.store import open_warehouse
+
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(data_dir="data")
+    here = (tmp_path / "data").resolve().as_posix()
+    assert s.warehouse_url == f"duckdb://{here}/tickwise.duckdb"
+    assert s.lake_url == f"file://{here}/lake"
+    warehouse = open_warehouse(s.warehouse_url)
+    warehouse.close()
+    assert (tmp_path / "data" / "tickwise.duckdb").is_file()
 
 
 def test_settings_read_from_toml_file_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

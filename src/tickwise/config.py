@@ -8,7 +8,7 @@ Values come, highest priority first, from keyword arguments, environment variabl
 setting    embedded default                     scale-out
 ========== ==================================== ==========================================
 bus        ``memory://``                        ``redis://host:port/db``
-warehouse  ``duckdb:///<data_dir>/tickwise.duckdb`` ``postgresql://user@host:port/db``
+warehouse  ``duckdb://<data_dir>/tickwise.duckdb``  ``postgresql://user@host:port/db``
 lake       ``file://<data_dir>/lake``           ``s3://bucket/prefix``
 ========== ==================================== ==========================================
 
@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     --------
     >>> s = Settings(data_dir="/tmp/tw-doc", bus="memory://")
     >>> s.warehouse_url
-    'duckdb:////tmp/tw-doc/tickwise.duckdb'
+    'duckdb:///tmp/tw-doc/tickwise.duckdb'
     """
 
     model_config = SettingsConfigDict(env_prefix="TICKWISE_", extra="ignore")
@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     dashboard_port: int = 8501
     require_services: bool = False
     # anomaly detection and alerts (tickwise.anomaly.stage, tickwise.alerts)
-    anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "iforest"]
+    anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "classifier", "iforest"]
     anomaly_false_alarm_rate: float = 1e-3
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""
@@ -141,7 +141,8 @@ class Settings(BaseSettings):
 
     @property
     def warehouse_url(self) -> str:
-        return self.warehouse or f"duckdb:///{(self.data_dir / 'tickwise.duckdb').as_posix()}"
+        # an absolute path: "duckdb:///" + a relative one would name a file under / instead
+        return self.warehouse or f"duckdb://{(self.data_dir / 'tickwise.duckdb').resolve().as_posix()}"
 
     @property
     def lake_url(self) -> str:
