@@ -9,6 +9,7 @@ from tickwise.alerts.notifiers import MemoryNotifier
 from tickwise.alerts.rules import AlertRule
 from tickwise.anomaly import make_detector, tail_thresholds, threshold_settings
 from tickwise.anomaly.inject import inject
+from tickwise.anomaly.learned import Training, trained
 from tickwise.anomaly.stage import AnomalyStage
 from tickwise.sources.files import read_bars
 
@@ -16,6 +17,7 @@ from tickwise.sources.files import read_bars
 def test_stage_with_classifier_flags_injected_flash_crashes_with_explanations():
     bars = read_bars(shared_file("goog_daily_backtesting.csv")).sort("ts")
     bars, events = inject(bars, kinds=["flash_crash"], rate=0.01, start=800, seed=4, magnitude=(8.0, 12.0))
+    trained(Training())  # fitted first: the live stage does not wait for a first fit (test_modelcache)
     sink = MemoryNotifier()
     stage = AnomalyStage(timeframes=("1d",), detectors=("divergence", "classifier"), notifiers=[sink],
                          rules=[AlertRule(name="r", cooldown_s=0)])

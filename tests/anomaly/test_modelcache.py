@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +118,87 @@ def test_ensemble_explanation_adds_up_to_its_score(folder: Path):
     single = [learned.Ensemble([m]).log_odds(x) for m in ensemble.members]
     np.testing.assert_allclose(ensemble.log_odds(x), np.mean(single, axis=0))
     assert not np.allclose(single[0], single[1])  # the members differ: other injection seeds
+
+
+def _forget(training: learned.Training) -> None:
+    for t in (training, *training.member_settings()):
+        learned._CACHE.pop(t, None)
+        learned._FITS.pop(t, None)
+    learned._BACKGROUND.pop(training, None)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Fits wait until the test sets the gate, so "not fitted yet" is not a race."""
+    opened = threading.Event()
+    fit = learned._fit
+
+    def gated(training: learned.Training) -> object:
+        assert opened.wait(timeout=60), "the test never opened the gate"
+        return fit(training)
+
+    monkeypatch.setattr(learned, "_fit", gated)
+    yield opened
+    opened.set()
+
+
+def test_trained_soon_fits_in_the_background_once_then_returns_the_fit(folder: Path, gate: threading.Event):
+    training = learned.Training(members=2, copies=1, max_iter=10, seed=5, exclude=("GOOG", "IBM", "MSFT"))
+    _forget(training)
+    try:
+        assert learned.trained_soon(training) is None  # nothing stored: the fit starts, the caller goes on
+        thread = learned._BACKGROUND[training]
+        assert learned.trained_soon(training) is None and thread.is_alive()
+        assert learned._BACKGROUND[training] is thread  # asked twice, started once
+        gate.set()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        ready = learned.trained_soon(training)
+        assert ready is learned.trained(training) and len(ready.members) == 2
+        assert learned.to_fit(training) == 0
+        _forget(training)  # a new process: stored on disk, loaded at once, no thread
+        assert learned.trained_soon(training) is not None and training not in learned._BACKGROUND
+    finally:
+        _forget(training)
+
+
+def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores(folder: Path, gate: threading.Event):
+    """The live path (MultiSymbolDetector) never waits for the classifier's first fit: its
+    bars are learned meanwhile, and scored once the fit is there."""
+    from tickwise.anomaly import make_bands
+    from tickwise.anomaly.multi import MultiSymbolDetector
+    from tickwise.anomaly.threshold import ThresholdSettings
+
+    training = learned.Training(members=1, copies=1, max_iter=10, seed=6, exclude=("GOOG", "IBM", "MSFT"))
+    _forget(training)
+    try:
+        model = learned.ClassifierModel(training=training)
+        det = MultiSymbolDetector(model, bands=make_bands("classifier", window=20),
+                                  thresholds=ThresholdSettings(min_scores=20, q=0.01))
+        rng = np.random.default_rng(3)
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (80, 2)), axis=0))
+
+        def step(t: int):
+            c = close[t]
+            return det.step(["A", "B"], {"open": c, "high": c * 1.01, "low": c * 0.99, "close": c,
+                                         "volume": rng.lognormal(10, 0.2, 2)})
+
+        early = [step(t) for t in range(40)]
+        assert all(np.isnan(r.score).all() and not r.is_anomaly.any() for r in early)
+        thread = learned._BACKGROUND[training]
+        assert thread.is_alive()
+        gate.set()
+        thread.join(timeout=120)
+        late = [step(t) for t in range(40, 80)]
+        assert np.isfinite(late[-1].score).all()
+        # the bars seen while waiting were learned: scores equal those of a detector that never waited
+        ref = MultiSymbolDetector(learned.ClassifierModel(training=training), bands=make_bands("classifier", window=20),
+                                  thresholds=ThresholdSettings(min_scores=20, q=0.01))
+        rng = np.random.default_rng(3)
+        for t in range(80):
+            c = close[t]
+            r = ref.step(["A", "B"], {"open": c, "high": c * 1.01, "low": c * 0.99, "close": c,
+                                      "volume": rng.lognormal(10, 0.2, 2)})
+        np.testing.assert_allclose(late[-1].score, r.score)
+    finally:
+        _forget(training)

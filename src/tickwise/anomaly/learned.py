@@ -38,6 +38,7 @@ shared, so clones (one per symbol group, per stream) share one fit.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -54,6 +55,8 @@ from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
 from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored
 from tickwise.anomaly.transient import TransientModel
 from tickwise.exceptions import InputError
+
+log = logging.getLogger(__name__)
 
 FloatArray = np.ndarray
 CLIP = 50.0
@@ -208,6 +211,9 @@ class Ensemble:
 _CACHE: dict[Training, Ensemble] = {}
 _FITS: dict[Training, object] = {}
 _LOCK = threading.Lock()
+#: Fits started by `trained_soon`, one per setting and process.
+_BACKGROUND: dict[Training, threading.Thread] = {}
+_BACKGROUND_LOCK = threading.Lock()
 
 
 def _fit(training: Training) -> object:
@@ -269,6 +275,35 @@ def trained(training: Training) -> Ensemble:
         return model
 
 
+def _fit_quietly(training: Training) -> None:
+    try:
+        trained(training)
+    except Exception:  # a background thread has no caller to raise to: say it, and stay not ready
+        log.exception("fitting the classifier failed; the classifier detector scores nothing in this process")
+    else:
+        log.info("the classifier is fitted; it scores from the next bar on")
+
+
+def trained_soon(training: Training) -> Ensemble | None:
+    """The fitted classifier if it can be had without fitting (fitted in this process or
+    stored in the model cache: loading takes well under a second), else None, after starting
+    the fit in a background thread (once per setting and process) so that a caller that must
+    not wait, such as the live stage, goes on and asks again later.
+    """
+    model = _CACHE.get(training)
+    if model is not None:
+        return model
+    with _BACKGROUND_LOCK:
+        thread = _BACKGROUND.get(training)
+        if thread is None and not to_fit(training):
+            return trained(training)
+        if thread is None:
+            thread = _BACKGROUND[training] = threading.Thread(
+                target=_fit_quietly, args=(training,), name="classifier-fit", daemon=True)
+            thread.start()
+    return None if thread.is_alive() else _CACHE.get(training)
+
+
 class ClassifierModel:
     """Log-odds, from boosted trees, that a window of bars holds an injected anomaly.
 
@@ -300,9 +335,19 @@ class ClassifierModel:
 
     @property
     def classifier(self) -> Ensemble:
+        """The fitted ensemble (fitted or loaded now, waiting for it, if need be)."""
         if self._clf is None:
             self._clf = trained(self.training)
         return self._clf
+
+    @property
+    def ready(self) -> bool:
+        """Whether scoring can start without waiting for a fit. When it cannot, the fit is
+        started in a background thread (`trained_soon`): the live stage leaves this
+        detector's scores empty until it is done, instead of holding bars back."""
+        if self._clf is None:
+            self._clf = trained_soon(self.training)
+        return self._clf is not None
 
     def fit(self, windows: FloatArray) -> None:
         """Nothing to learn from the stream: the trees were trained on injected anomalies."""

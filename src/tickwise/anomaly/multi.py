@@ -95,7 +95,10 @@ class MultiSymbolDetector:
         out = self.bank.stats(rows, raw)
         windows = np.concatenate([self._windows[rows, 1:], out.z[:, None, :]], axis=1)
         score = np.full(rows.size, np.nan)
-        live = out.ready if self._fitted else np.zeros(rows.size, dtype=bool)
+        # a model may need time before it can score (the classifier's first fit runs in the
+        # background): until then its scores stay empty and the bars are only learned
+        usable = self._fitted and getattr(self.model, "ready", True)
+        live = out.ready if usable else np.zeros(rows.size, dtype=bool)
         if np.any(live):
             score[live] = self.model.score_windows(windows[live])
         threshold = self.thresholds.update(rows, score)

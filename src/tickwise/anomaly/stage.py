@@ -70,11 +70,13 @@ class AnomalyStage:
         self.timeframes = tuple(timeframes)
         self.detector_names = tuple(detectors)
         if "classifier" in self.detector_names:
-            from tickwise.anomaly.learned import Training, first_use_note
+            from tickwise.anomaly.learned import Training, first_use_note, trained_soon
 
             note = first_use_note(Training())
             if note:
-                log.warning("%s; the first bars wait for it", note)
+                log.warning("%s; fitting in the background: until it is done the classifier scores no bars, "
+                            "the other detectors score every one", note)
+            trained_soon(Training())  # load it now, or start its fit while the bands warm up
         self._q = false_alarm_rate
         ThresholdSettings(q=false_alarm_rate)  # validate early
         self._window = window
