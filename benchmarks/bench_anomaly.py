@@ -23,7 +23,7 @@ import torch
 from tickwise.anomaly import Schedule, make_bands, make_detector, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
 
-DETECTORS = ("zscore", "ewma", "transient", "divergence", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder")
 
 
 def synthetic_bars(n_steps: int, n_symbols: int, seed: int = 0) -> dict[str, np.ndarray]:

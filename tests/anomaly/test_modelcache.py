@@ -109,12 +109,15 @@ def test_first_use_note_counts_the_members_still_to_fit(folder: Path):
 
 
 def test_ensemble_explanation_adds_up_to_its_score(folder: Path):
-    """The members' mean SHAP values plus their mean base value give the ensemble's log-odds."""
+    """The members' mean attributions (path or exact SHAP) plus their mean base value give
+    the ensemble's log-odds."""
     ensemble = learned.trained(learned.Training(members=2, copies=1, max_iter=10, exclude=("GOOG", "IBM", "MSFT")))
     x = np.random.default_rng(1).normal(0, 2, size=(50, ensemble.members[0].n_features_in_))  # type: ignore[attr-defined]
-    values = ensemble.shap_values(x)
+    path, exact = ensemble.contributions(x), ensemble.contributions(x, exact=True)
     base = np.mean([float(np.ravel(e.expected_value)[-1]) for e in ensemble._explainers])  # type: ignore[union-attr, attr-defined]
-    np.testing.assert_allclose(values.sum(axis=1) + base, ensemble.log_odds(x), atol=1e-6)
+    for values in (path, exact):
+        np.testing.assert_allclose(values.sum(axis=1) + base, ensemble.log_odds(x), atol=1e-6)
+    assert not np.allclose(path, exact)  # two methods, not one under two names
     single = [learned.Ensemble([m]).log_odds(x) for m in ensemble.members]
     np.testing.assert_allclose(ensemble.log_odds(x), np.mean(single, axis=0))
     assert not np.allclose(single[0], single[1])  # the members differ: other injection seeds

@@ -5,7 +5,8 @@ threshold, kind and explanation. A rule matches by detector, kind and ``score / 
 per (symbol, rule) at most one alert is raised per ``cooldown_s`` of *event* time (the
 anomalies' own timestamps, so replays and restarts behave the same); suppressed matches
 are counted into the next alert. The same anomaly delivered twice (the bus delivers at
-least once) raises nothing the second time.
+least once) raises nothing the second time. `AlertRouter.restore` carries both memories over
+a restart (the live stage reads them back from the ``alerts`` table).
 """
 
 from __future__ import annotations
@@ -116,6 +117,30 @@ class AlertRouter:
                 self._last[key] = ts
                 alerts.append(Alert(aid, rule.name, dict(anomaly), self._suppressed.pop(key, 0)))
         return alerts
+
+    def restore(self, raised: Iterable[tuple[str, str, str, int]]) -> int:
+        """Remember alerts raised before a restart, each ``(alert_id, symbol, rule, ts)``
+        (``ts`` in UTC ns): an anomaly that raised one raises nothing again, and each
+        (symbol, rule) cooldown runs on from its newest alert. Returns how many (symbol, rule)
+        cooldowns were restored. Counts of suppressed matches are not restored.
+
+        Examples
+        --------
+        >>> router = AlertRouter([AlertRule(name="r", cooldown_s=60)])
+        >>> router.restore([("a0", "X", "r", 0)])
+        1
+        >>> later = [{"symbol": "X", "timeframe": "1s", "ts": s * 10**9, "detector": "zscore",
+        ...           "kind": "gap", "score": 9.0, "threshold": 5.0} for s in (30, 61)]
+        >>> [a.anomaly["ts"] // 10**9 for a in router.route(later)]
+        [61]
+        """
+        keys = set()
+        for aid, symbol, rule, ts in sorted(raised, key=lambda r: r[3]):
+            self._remember(aid)
+            key = (symbol, rule)
+            keys.add(key)
+            self._last[key] = max(ts, self._last.get(key, ts))
+        return len(keys)
 
     def _remember(self, aid: str) -> None:
         self._seen[aid] = None

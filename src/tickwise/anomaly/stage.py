@@ -47,7 +47,9 @@ class AnomalyStage:
     from the stored count) when the stage first sees a bar of their symbol: with several
     workers sharing a warehouse, only the one whose partitions carry the symbol resends
     them. Pending deliveries for notifiers no longer configured are left as they are and
-    logged once. The router's de-duplication memory is not restored.
+    logged once. The router's memory is restored from the same table (`AlertRouter.restore`):
+    an anomaly replayed after the restart raises no second alert, and each (symbol, rule)
+    cooldown runs on from its newest alert.
 
     Examples
     --------
@@ -88,6 +90,12 @@ class AnomalyStage:
             self._restore(warehouse)
 
     def _restore(self, warehouse: Warehouse) -> None:
+        raised = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts")), ("ts",)) \
+            .unique("alert_id", keep="last", maintain_order=True).tail(self.router.max_remembered)
+        if raised.height:
+            n = self.router.restore(zip(raised["alert_id"], raised["symbol"], raised["rule"], raised["ts"], strict=True))
+            log.info("restored %d alert ids and the cooldowns of %d (symbol, rule) pairs from the alerts table",
+                     raised.height, n)
         saved = saved_deliveries(warehouse, status="pending")
         here = [d for d in saved if d.notifier in self.outbox.notifiers]
         gone = Counter(d.notifier for d in saved if d.notifier not in self.outbox.notifiers)
