@@ -11,6 +11,7 @@ a restart (the live stage reads them back from the ``alerts`` table).
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -94,7 +95,9 @@ class AlertRouter:
 
     rules: Sequence[AlertRule]
     max_remembered: int = 100_000
-    _last: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: alert times kept per (symbol, rule), newest; older ones no longer hold anything back
+    max_times: int = 64
+    _times: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     _suppressed: dict[tuple[str, str], int] = field(default_factory=dict)
     _seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
@@ -110,11 +113,10 @@ class AlertRouter:
                 self._remember(aid)
                 key = (str(anomaly["symbol"]), rule.name)
                 ts = int(anomaly["ts"])  # type: ignore[arg-type]
-                last = self._last.get(key)
-                if last is not None and ts - last < rule.cooldown_s * NS_PER_S:
+                if self._cooling(key, ts, rule.cooldown_s):
                     self._suppressed[key] = self._suppressed.get(key, 0) + 1
                     continue
-                self._last[key] = ts
+                self._raised(key, ts)
                 alerts.append(Alert(aid, rule.name, dict(anomaly), self._suppressed.pop(key, 0)))
         return alerts
 
@@ -133,14 +135,33 @@ class AlertRouter:
         ...           "kind": "gap", "score": 9.0, "threshold": 5.0} for s in (30, 61)]
         >>> [a.anomaly["ts"] // 10**9 for a in router.route(later)]
         [61]
+        >>> older = [{**later[0], "ts": s * 10**9} for s in (-3600, -3590, -3500, -30)]
+        >>> [a.anomaly["ts"] // 10**9 for a in router.route(older)]  # history replayed later
+        [-3600, -3500]
         """
         keys = set()
         for aid, symbol, rule, ts in sorted(raised, key=lambda r: r[3]):
             self._remember(aid)
             key = (symbol, rule)
             keys.add(key)
-            self._last[key] = max(ts, self._last.get(key, ts))
+            self._raised(key, int(ts))
         return len(keys)
+
+    def _cooling(self, key: tuple[str, str], ts: int, cooldown_s: float) -> bool:
+        """Whether an alert of ``key`` lies within the cooldown of ``ts``, before or after it
+        (after: a restored memory is newer than a replay of older history)."""
+        times = self._times.get(key)
+        if not times:
+            return False
+        i = bisect.bisect_left(times, ts)
+        near = [times[j] for j in (i - 1, i) if 0 <= j < len(times)]
+        return any(abs(ts - t) < cooldown_s * NS_PER_S for t in near)
+
+    def _raised(self, key: tuple[str, str], ts: int) -> None:
+        times = self._times.setdefault(key, [])
+        bisect.insort(times, ts)
+        if len(times) > self.max_times:
+            del times[0]
 
     def _remember(self, aid: str) -> None:
         self._seen[aid] = None
