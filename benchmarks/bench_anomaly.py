@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -77,15 +78,8 @@ def bench_train(name: str, *, n_bars: int) -> dict[str, float]:
 
         learned._CACHE.clear()
         learned._FITS.clear()
-        saved = os.environ.get(modelcache.ENV)
-        os.environ[modelcache.ENV] = "off"  # a cold fit, not a load from the on-disk cache
-        try:
+        with mock.patch.dict(os.environ, {modelcache.ENV: "off"}):  # a cold fit, not a load from the on-disk cache
             learned.trained(learned.Training())
-        finally:
-            if saved is None:
-                del os.environ[modelcache.ENV]
-            else:
-                os.environ[modelcache.ENV] = saved
     else:
         det.fit(bars)
     fit_s = time.perf_counter() - t0

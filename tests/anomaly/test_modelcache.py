@@ -175,33 +175,29 @@ def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores
     training = learned.Training(members=1, copies=1, max_iter=10, seed=6, exclude=("GOOG", "IBM", "MSFT"))
     _forget(training)
     try:
-        model = learned.ClassifierModel(training=training)
-        det = MultiSymbolDetector(model, bands=make_bands("classifier", window=20),
-                                  thresholds=ThresholdSettings(min_scores=20, q=0.01))
         rng = np.random.default_rng(3)
         close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (80, 2)), axis=0))
+        volume = rng.lognormal(10, 0.2, (80, 2))
+        fields = [{"open": c, "high": c * 1.01, "low": c * 0.99, "close": c, "volume": v}
+                  for c, v in zip(close, volume, strict=True)]
 
-        def step(t: int):
-            c = close[t]
-            return det.step(["A", "B"], {"open": c, "high": c * 1.01, "low": c * 0.99, "close": c,
-                                         "volume": rng.lognormal(10, 0.2, 2)})
+        def engine() -> MultiSymbolDetector:
+            return MultiSymbolDetector(learned.ClassifierModel(training=training),
+                                       bands=make_bands("classifier", window=20),
+                                       thresholds=ThresholdSettings(min_scores=20, q=0.01))
 
-        early = [step(t) for t in range(40)]
+        det = engine()
+        early = [det.step(["A", "B"], f) for f in fields[:40]]
         assert all(np.isnan(r.score).all() and not r.is_anomaly.any() for r in early)
         thread = learned._BACKGROUND[training]
         assert thread.is_alive()
         gate.set()
         thread.join(timeout=120)
-        late = [step(t) for t in range(40, 80)]
+        late = [det.step(["A", "B"], f) for f in fields[40:]]
         assert np.isfinite(late[-1].score).all()
         # the bars seen while waiting were learned: scores equal those of a detector that never waited
-        ref = MultiSymbolDetector(learned.ClassifierModel(training=training), bands=make_bands("classifier", window=20),
-                                  thresholds=ThresholdSettings(min_scores=20, q=0.01))
-        rng = np.random.default_rng(3)
-        for t in range(80):
-            c = close[t]
-            r = ref.step(["A", "B"], {"open": c, "high": c * 1.01, "low": c * 0.99, "close": c,
-                                      "volume": rng.lognormal(10, 0.2, 2)})
-        np.testing.assert_allclose(late[-1].score, r.score)
+        ref = engine()
+        never_waited = [ref.step(["A", "B"], f) for f in fields][40:]
+        np.testing.assert_allclose([r.score for r in late], [r.score for r in never_waited])
     finally:
         _forget(training)

@@ -56,6 +56,7 @@ from tickwise.anomaly import DIVERGENCE, make_bands
 from tickwise.anomaly.bands import BandBank
 from tickwise.anomaly.detector import windows_of
 from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
+from tickwise.anomaly.inject import KINDS, inject
 from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored
 from tickwise.anomaly.transient import TransientModel
 from tickwise.exceptions import InputError
@@ -87,7 +88,7 @@ class Training:
     (4.0, 16.0)
     """
 
-    kinds: tuple[str, ...] = ("price_spike", "level_shift", "volume_burst", "flash_crash", "frozen_price")
+    kinds: tuple[str, ...] = KINDS
     magnitude: tuple[float, float] = (4.0, 16.0)
     #: injected events per bar: 0.01-0.02 is a plateau of leave-one-stock-out CV, 0.03 scored lower
     rate: float = 0.015
@@ -113,10 +114,13 @@ class Training:
         return tuple(replace(self, seed=self.seed + 100 * k, members=1) for k in range(self.members))
 
 
+def _shipped_bars():  # -> importlib.resources.abc.Traversable
+    return resources.files("tickwise.anomaly") / "data" / "bokeh_daily.parquet"
+
+
 def training_bars() -> list[pl.DataFrame]:
     """The shipped training series: one frame of daily bars per symbol, oldest first."""
-    path = resources.files("tickwise.anomaly") / "data" / "bokeh_daily.parquet"
-    with resources.as_file(path) as p:
+    with resources.as_file(_shipped_bars()) as p:
         bars = pl.read_parquet(p)
     return [part.sort("ts") for _, part in bars.group_by(["symbol"], maintain_order=True)]
 
@@ -163,8 +167,6 @@ def bar_windows(copies: Sequence[pl.DataFrame], lookback: int) -> list[FloatArra
 
 def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[FloatArray, np.ndarray]:
     """Inputs and labels: each series with anomalies injected ``copies`` times (other seeds)."""
-    from tickwise.anomaly.inject import inject
-
     div = TransientModel(name="divergence", **DIVERGENCE)
     xs, ys = [], []
     for i, s in enumerate(series):
@@ -242,8 +244,7 @@ def _sources_digest() -> str:
     from tickwise.anomaly import bands, detector, features, inject, transient
 
     files = [Path(m.__file__) for m in (bands, detector, features, inject, transient)] + [Path(__file__)]
-    data = resources.files("tickwise.anomaly") / "data" / "bokeh_daily.parquet"
-    return fingerprint([data.read_bytes(), *(f.read_bytes() for f in files)])
+    return fingerprint([_shipped_bars().read_bytes(), *(f.read_bytes() for f in files)])
 
 
 def _cache_key(training: Training) -> str:
