@@ -57,6 +57,31 @@ def test_evaluate_anomaly_writes_table_and_json(tmp_path):
     assert "precision" in result.output
 
 
+def test_evaluate_anomaly_pools_the_counts_of_several_seeds(tmp_path):
+    src = shared_file("goog_daily_backtesting.csv")
+    rows = {}
+    for seed in ("3", "4", "3,4"):
+        out = tmp_path / f"eval{seed}.json"
+        result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(src), "--detectors", "zscore",
+                                          "--kinds", "volume_burst", "--seed", seed, "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        rows[seed] = json.loads(out.read_text())["rows"][0]
+    assert "injection seeds 3,4" in result.output
+    one, other, pooled = rows["3"], rows["4"], rows["3,4"]
+    for key in ("events", "detected", "false_alarms"):
+        assert pooled[key] == one[key] + other[key]
+    assert one["events"] >= 10
+    # other injections, so other counts: the pooled run did not score seed 3 twice
+    assert (one["detected"], one["false_alarms"]) != (other["detected"], other["false_alarms"])
+
+
+@pytest.mark.parametrize("seed", ["x", ",", "7;8"])
+def test_evaluate_anomaly_bad_seed_is_input_error(seed):
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", "x.csv", "--seed", seed])
+    assert isinstance(result.exception, InputError)
+    assert "--seed must" in str(result.exception)
+
+
 def test_evaluate_anomaly_classifier_trained_without_the_scored_stock(tmp_path):
     out = tmp_path / "eval.json"
     src = shared_file("goog_daily_backtesting.csv")

@@ -202,7 +202,8 @@ def register(app: typer.Typer) -> None:
         rate: Annotated[float, typer.Option("--rate", help="Injected events per bar")] = 0.01,
         false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate")] = 1e-3,
         magnitude: Annotated[str, typer.Option("--magnitude", help="LOW,HIGH size in robust sigmas")] = "6,10",
-        seed: Annotated[int, typer.Option("--seed")] = 7,
+        seed: Annotated[str, typer.Option(
+            "--seed", help="Injection seed, or several comma-separated: the measurement is repeated per seed and the counts pooled")] = "7",
         json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON here")] = None,
         quick: Annotated[bool, typer.Option("--quick", help="Only the mixed run (all kinds together); autoencoder with 10 epochs")] = False,
         classifier_exclude: Annotated[str, typer.Option(
@@ -225,6 +226,12 @@ def register(app: typer.Typer) -> None:
             lo, hi = (float(v) for v in magnitude.split(","))
         except ValueError:
             raise InputError(f"--magnitude must look like 6,10, was {magnitude!r}") from None
+        try:
+            seeds = [int(v) for v in seed.split(",") if v.strip()]
+        except ValueError:
+            raise InputError(f"--seed must be an integer or a comma-separated list like 7,8,9, was {seed!r}") from None
+        if not seeds:
+            raise InputError(f"--seed must name at least one integer, was {seed!r}")
         files = data or sorted(p for p in SHARED_DATA.glob("*.csv"))
         if not files:
             raise InputError(f"no bar files given and none found in {SHARED_DATA}")
@@ -261,10 +268,11 @@ def register(app: typer.Typer) -> None:
             if note:
                 typer.echo(note, err=True)
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
-                          magnitude=(lo, hi), seed=seed, per_kind=not quick, options=options)
+                          magnitude=(lo, hi), seed=seeds, per_kind=not quick, options=options)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "
+                   f"injection seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}, "
                    f"target false-alarm rate {false_alarm_rate:g}")
         typer.echo(format_table(report.rows, cols))
         if json_out is not None:
