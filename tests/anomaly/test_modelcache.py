@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import numpy as np
 import pytest
 
 from tickwise.anomaly import learned
-from tickwise.anomaly.modelcache import ENV, cache_dir, cached, stored
+from tickwise.anomaly.modelcache import ENV, STALE_S, cache_dir, cached, stored
 
 
 @pytest.fixture
@@ -36,6 +38,20 @@ def test_second_call_loads_from_disk_without_fitting(folder: Path):
     assert len(fits) == 1
     assert [p.name for p in folder.iterdir()] == ["m-k.pkl"]  # no temporary file left behind
     assert cached("m", "other", fit) == {"w": [1.0, 2.0]} and len(fits) == 2
+
+
+def test_a_write_removes_temporary_files_left_by_dead_writers_only(folder: Path):
+    folder.mkdir(parents=True)
+    dead = folder / ".classifier-old.pkl.abc.tmp"
+    live = folder / ".classifier-new.pkl.def.tmp"
+    dead.write_bytes(b"half a pickle")
+    live.write_bytes(b"being written")
+    long_ago = time.time() - 2 * STALE_S
+    os.utime(dead, (long_ago, long_ago))
+    assert cached("m", "k", lambda: {"w": 1}) == {"w": 1}
+    assert not dead.exists()  # a writer that died an hour ago
+    assert live.exists()  # maybe another process writing now
+    assert (folder / "m-k.pkl").exists()
 
 
 def test_unreadable_file_is_refitted_and_replaced(folder: Path, caplog: pytest.LogCaptureFixture):

@@ -8,7 +8,8 @@ scikit-learn, and the bytes of the training data and of the modules that build t
 set. Change any of them and the old file is simply not found. A file that cannot be read
 (truncated, foreign) is refitted and replaced; a directory that cannot be written only costs
 the refit next time. Files are written to a temporary name and renamed, so a reader never
-sees half a file.
+sees half a file; a temporary file a process left when it died mid-write (a background fit
+cut off at exit) is removed by the next write to the folder once it is `STALE_S` old.
 
 Only load a cache directory you own: unpickling runs code.
 """
@@ -21,6 +22,7 @@ import os
 import pickle
 import platform
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: Environment variable naming the cache directory (``off`` disables it).
 ENV = "TICKWISE_MODEL_CACHE"
+#: Age in seconds after which a leftover temporary file is taken for a dead writer's.
+STALE_S = 3600.0
 
 
 def cache_dir(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -95,9 +99,22 @@ def cached(name: str, key: str, fit: Callable[[], T]) -> T:
     return model
 
 
+def _remove_stale(folder: Path, now: float) -> None:
+    """Remove temporary files of writers that died mid-write (older than `STALE_S`; a younger
+    one may be another process writing now)."""
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_S:
+                tmp.unlink()
+                log.info("removed %s, left by a write that did not finish", tmp)
+        except OSError:  # gone already (another process cleaned it) or not ours to remove
+            continue
+
+
 def _store(path: Path, model: object) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path.parent, time.time())
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
