@@ -75,7 +75,7 @@ def test_evaluate_anomaly_pools_the_counts_of_several_seeds(tmp_path):
     assert (one["detected"], one["false_alarms"]) != (other["detected"], other["false_alarms"])
 
 
-@pytest.mark.parametrize("seed", ["x", ",", "7;8"])
+@pytest.mark.parametrize("seed", ["x", ",", "7;8", "7,7"])
 def test_evaluate_anomaly_bad_seed_is_input_error(seed):
     result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", "x.csv", "--seed", seed])
     assert isinstance(result.exception, InputError)

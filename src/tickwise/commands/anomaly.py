@@ -232,6 +232,8 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--seed must be an integer or a comma-separated list like 7,8,9, was {seed!r}") from None
         if not seeds:
             raise InputError(f"--seed must name at least one integer, was {seed!r}")
+        if len(set(seeds)) < len(seeds):
+            raise InputError(f"--seed must name each seed once (a repeat would count the same events twice), was {seed!r}")
         files = data or sorted(p for p in SHARED_DATA.glob("*.csv"))
         if not files:
             raise InputError(f"no bar files given and none found in {SHARED_DATA}")
