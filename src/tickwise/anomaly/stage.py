@@ -90,13 +90,13 @@ class AnomalyStage:
             self._restore(warehouse)
 
     def _restore(self, warehouse: Warehouse) -> None:
-        raised = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts")), ("ts",)) \
-            .unique("alert_id", keep="last", maintain_order=True).tail(self.router.max_remembered)
+        table = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts")), _ALERT_TIMES)
+        raised = table.unique("alert_id", keep="last", maintain_order=True).tail(self.router.max_remembered)
         if raised.height:
             n = self.router.restore(zip(raised["alert_id"], raised["symbol"], raised["rule"], raised["ts"], strict=True))
             log.info("restored %d alert ids and the cooldowns of %d (symbol, rule) pairs from the alerts table",
                      raised.height, n)
-        saved = saved_deliveries(warehouse, status="pending")
+        saved = saved_deliveries(warehouse, status="pending", alerts=table)
         here = [d for d in saved if d.notifier in self.outbox.notifiers]
         gone = Counter(d.notifier for d in saved if d.notifier not in self.outbox.notifiers)
         if gone:
@@ -190,8 +190,10 @@ def alert_rows(deliveries: Sequence[Delivery]) -> pl.DataFrame:
         *(pl.col(c).cast(pl.Datetime("ns", "UTC")) for c in ("ts", "ts_created", "ts_updated")))
 
 
-def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[Delivery]:
+def saved_deliveries(warehouse: Warehouse, *, status: str = "pending",
+                     alerts: pl.DataFrame | None = None) -> list[Delivery]:
     """Deliveries the ``alerts`` table holds with one status, oldest first, alerts rebuilt.
+    ``alerts``: the table already read (its times as epoch ns), so it is not read again.
 
     The inverse of `alert_rows`: each `Alert` gets back its id, rule, suppressed count and
     the anomaly ``payload()`` sent, in the same key order. Score, threshold and
@@ -213,8 +215,11 @@ def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[D
     [('webhook', 3, True)]
     >>> wh.close()
     """
-    alerts = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, where={"status": status}, order_by="ts_created")),
-                       ("ts", "ts_created", "ts_updated"))
+    if alerts is None:
+        alerts = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, where={"status": status}, order_by="ts_created")),
+                           _ALERT_TIMES)
+    else:
+        alerts = alerts.filter(pl.col("status") == status).sort("ts_created", maintain_order=True, nulls_last=True)
     if alerts.height == 0:
         return []
     found: dict[tuple[object, ...], dict[str, object]] = {}
@@ -236,6 +241,10 @@ def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[D
             ts_created=r["ts_created"] or now, ts_updated=r["ts_updated"] or now,
         ))
     return out
+
+
+#: The ``alerts`` table's timestamp columns.
+_ALERT_TIMES = ("ts", "ts_created", "ts_updated")
 
 
 def _epoch_ns(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
