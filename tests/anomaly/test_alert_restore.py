@@ -266,3 +266,47 @@ def test_stage_restart_raises_each_alert_once_and_keeps_the_cooldown(warehouse_u
     ids = [p["alert_id"] for p in before.sent + after.sent]
     assert sorted(ids) == sorted(p["alert_id"] for p in reference.sent)
     assert not {p["alert_id"] for p in before.sent} & {p["alert_id"] for p in after.sent}
+
+
+def test_stage_restart_reads_a_bounded_alert_history_and_every_pending_delivery(tmp_path):
+    """The router's memory comes from the newest ``alert_memory`` alerts only (the table grows
+    with history; a restart must not read it all), while a pending delivery older than those
+    is still re-queued: nothing undelivered is lost."""
+    from tickwise.alerts.rules import alert_id
+    from tickwise.anomaly.stage import alert_rows
+
+    def anomaly(minute: int) -> dict[str, object]:
+        return {"symbol": "AAPL", "timeframe": "1m", "ts": minute * 60 * 10**9, "detector": "zscore",
+                "score": 9.0, "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+
+    history = [anomaly(m) for m in range(10)]
+    rows = [Delivery(Alert(alert_id("r", a), "r", a), "memory", status="sent", attempts=1) for a in history[1:]]
+    pending = Delivery(Alert(alert_id("r", history[0]), "r", history[0]), "memory", attempts=2)
+    warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    warehouse.commit({"anomalies": pl.DataFrame(history).with_columns(
+        pl.col("ts", "ts_detected").cast(pl.Datetime("ns", "UTC"))).to_arrow(),
+        ALERTS.name: alert_rows([pending, *rows]).to_arrow()})
+    reads: list[dict[str, object]] = []
+    read = warehouse.read
+
+    def spy(table: str, **kw: object):  # type: ignore[no-untyped-def]
+        if table == ALERTS.name:
+            reads.append(kw)
+        return read(table, **kw)
+
+    warehouse.read = spy  # type: ignore[method-assign]
+    sink = MemoryNotifier()
+    stage = AnomalyStage(timeframes=("1m",), detectors=("zscore",), rules=[AlertRule(name="r", cooldown_s=0)],
+                         notifiers=[sink], warehouse=warehouse, alert_memory=3)
+    try:
+        assert reads and all(kw.get("last") or kw.get("where") for kw in reads)  # no read of the whole table
+        remembered = stage.router.route(history[7:])
+        forgotten = [a.anomaly["ts"] // (60 * 10**9) for a in stage.router.route(history[:7])]
+        stage._restore_symbols(["AAPL"])
+        assert stage.outbox.flush(timeout_s=5)
+    finally:
+        stage.close()
+        warehouse.close()
+    assert remembered == [] and forgotten == list(range(7))  # the newest 3 are remembered, older ones not
+    assert [p["alert_id"] for p in sink.sent] == [pending.alert.alert_id]
+    assert [d.attempts for d in stage.outbox.deliveries()] == [3]

@@ -47,9 +47,9 @@ class AnomalyStage:
     from the stored count) when the stage first sees a bar of their symbol: with several
     workers sharing a warehouse, only the one whose partitions carry the symbol resends
     them. Pending deliveries for notifiers no longer configured are left as they are and
-    logged once. The router's memory is restored from the same table (`AlertRouter.restore`):
-    an anomaly replayed after the restart raises no second alert, and each (symbol, rule)
-    cooldown runs on from its newest alert.
+    logged once. The router's memory is restored from the same table (`AlertRouter.restore`,
+    the newest ``alert_memory`` alerts): an anomaly replayed after the restart raises no
+    second alert, and each (symbol, rule) cooldown runs on from its newest alert.
 
     Examples
     --------
@@ -65,7 +65,7 @@ class AnomalyStage:
     def __init__(self, *, timeframes: Sequence[str], detectors: Sequence[str] = ("zscore",),
                  rules: Sequence[AlertRule] | None = None, notifiers: Sequence[Notifier] | None = None,
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
-                 window: int = 60, warehouse: Warehouse | None = None) -> None:
+                 window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000) -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
@@ -83,20 +83,25 @@ class AnomalyStage:
         ThresholdSettings(q=false_alarm_rate)  # validate early
         self._window = window
         self._engines: dict[tuple[str, str], MultiSymbolDetector] = {}
-        self.router = AlertRouter(list(rules or [AlertRule(name="anomaly", cooldown_s=300.0)]))
+        self.router = AlertRouter(list(rules or [AlertRule(name="anomaly", cooldown_s=300.0)]),
+                                  max_remembered=alert_memory)
         self.outbox = outbox or Outbox(list(notifiers or [LogNotifier()]))
         self._saved: dict[str, list[Delivery]] = {}
         if warehouse is not None:
             self._restore(warehouse)
 
     def _restore(self, warehouse: Warehouse) -> None:
-        table = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts")), _ALERT_TIMES)
-        raised = table.unique("alert_id", keep="last", maintain_order=True).tail(self.router.max_remembered)
+        # Two bounded reads, not the whole table (it grows with history): the newest rows
+        # for the router's memory (an alert has one row per notifier it went to), and the
+        # pending deliveries, however old.
+        rows = self.router.max_remembered * max(1, len(self.outbox.notifiers))
+        recent = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, order_by="ts", last=rows)), _ALERT_TIMES)
+        raised = recent.unique("alert_id", keep="last", maintain_order=True).tail(self.router.max_remembered)
         if raised.height:
             n = self.router.restore(zip(raised["alert_id"], raised["symbol"], raised["rule"], raised["ts"], strict=True))
             log.info("restored %d alert ids and the cooldowns of %d (symbol, rule) pairs from the alerts table",
                      raised.height, n)
-        saved = saved_deliveries(warehouse, status="pending", alerts=table)
+        saved = saved_deliveries(warehouse, status="pending")
         here = [d for d in saved if d.notifier in self.outbox.notifiers]
         gone = Counter(d.notifier for d in saved if d.notifier not in self.outbox.notifiers)
         if gone:
@@ -190,10 +195,8 @@ def alert_rows(deliveries: Sequence[Delivery]) -> pl.DataFrame:
         *(pl.col(c).cast(pl.Datetime("ns", "UTC")) for c in ("ts", "ts_created", "ts_updated")))
 
 
-def saved_deliveries(warehouse: Warehouse, *, status: str = "pending",
-                     alerts: pl.DataFrame | None = None) -> list[Delivery]:
+def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[Delivery]:
     """Deliveries the ``alerts`` table holds with one status, oldest first, alerts rebuilt.
-    ``alerts``: the table already read (its times as epoch ns), so it is not read again.
 
     The inverse of `alert_rows`: each `Alert` gets back its id, rule, suppressed count and
     the anomaly ``payload()`` sent, in the same key order. Score, threshold and
@@ -215,11 +218,8 @@ def saved_deliveries(warehouse: Warehouse, *, status: str = "pending",
     [('webhook', 3, True)]
     >>> wh.close()
     """
-    if alerts is None:
-        alerts = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, where={"status": status}, order_by="ts_created")),
-                           _ALERT_TIMES)
-    else:
-        alerts = alerts.filter(pl.col("status") == status).sort("ts_created", maintain_order=True, nulls_last=True)
+    alerts = _epoch_ns(pl.from_arrow(warehouse.read(ALERTS.name, where={"status": status}, order_by="ts_created")),
+                       _ALERT_TIMES)
     if alerts.height == 0:
         return []
     found: dict[tuple[object, ...], dict[str, object]] = {}
