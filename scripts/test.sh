@@ -15,7 +15,8 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 set +e
-.venv/bin/python -m pytest "$@"
+# --durations: the slowest tests, so a slower suite shows where its time goes
+.venv/bin/python -m pytest --durations=15 "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected nothing: that is a failure here too.
