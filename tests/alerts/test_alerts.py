@@ -126,6 +126,52 @@ def test_webhook_always_failing_stays_visible_as_failed_then_retry(hook_factory)
     box.close()
 
 
+class _Buggy:
+    """A notifier with a bug: its first ``fail_first`` sends raise something other than NotifierError."""
+
+    name = "buggy"
+
+    def __init__(self, fail_first: int) -> None:
+        self.fail_first = fail_first
+        self.calls = 0
+        self.sent: list[dict] = []
+
+    def send(self, payload: dict) -> None:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise KeyError("webhook_url")
+        self.sent.append(dict(payload))
+
+
+def test_notifier_raising_an_unexpected_error_is_retried_and_its_thread_goes_on(caplog):
+    buggy = _Buggy(fail_first=2)
+    box = Outbox([buggy], base_delay_s=0.01, max_delay_s=0.02)
+    box.submit(AlertRouter([AlertRule(name="r", cooldown_s=0)]).route(_burst(3)))
+    assert box.flush(timeout_s=10)
+    box.close()
+    assert [d.status for d in box.deliveries()] == ["sent"] * 3 and len(buggy.sent) == 3
+    assert sum(d.attempts for d in box.deliveries()) == 5
+    assert any("KeyError" in r.getMessage() for r in caplog.records)
+
+
+def test_outbox_retries_past_a_thousand_attempts_without_overflow():
+    """The doubling backoff once overflowed a float after 1024 attempts and killed the
+    notifier's thread, leaving its deliveries stuck (seen with a large max_attempts)."""
+    import time
+
+    from tickwise.alerts import MemoryNotifier as Memory
+
+    box = Outbox([Memory(fail_first=10**9)], base_delay_s=1e-6, max_delay_s=1e-6, max_attempts=10**6)
+    box.submit(AlertRouter([AlertRule(name="r", cooldown_s=0)]).route(_burst(1)))
+    deadline = time.monotonic() + 20
+    while box.deliveries()[0].attempts < 1100:
+        assert time.monotonic() < deadline, f"stuck at {box.deliveries()[0].attempts} attempts"
+        time.sleep(0.01)
+    assert all(t.is_alive() for t in box._threads)
+    box.close()
+    assert box.deliveries()[0].status == "pending"
+
+
 def test_stage_hung_webhook_never_blocks_pipeline(hook_factory):
     from tickwise.anomaly.stage import AnomalyStage
 

@@ -13,6 +13,7 @@ saved by an earlier process, so a restart resumes them instead of forgetting the
 from __future__ import annotations
 
 import heapq
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field, replace
 
 from tickwise.alerts.notifiers import Notifier, NotifierError
 from tickwise.alerts.rules import Alert
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -80,8 +83,17 @@ class Outbox:
             t.start()
 
     def backoff_s(self, attempt: int) -> float:
-        """Delay before retrying after failed attempt number ``attempt`` (1-based)."""
-        return min(self.base_delay_s * 2 ** (attempt - 1), self.max_delay_s)
+        """Delay before retrying after failed attempt number ``attempt`` (1-based); any
+        number of attempts (the doubling stops at 2**64, long past every cap).
+
+        Examples
+        --------
+        >>> box = Outbox([], base_delay_s=0.5, max_delay_s=30.0)
+        >>> [box.backoff_s(a) for a in (1, 2, 3, 8, 5000)]
+        [0.5, 1.0, 2.0, 30.0, 30.0]
+        >>> box.close()
+        """
+        return min(self.base_delay_s * 2.0 ** min(attempt - 1, 64), self.max_delay_s)
 
     def submit(self, alerts: Iterable[Alert]) -> list[Delivery]:
         """Queue alerts for every notifier; returns at once. Re-submitting an id is a no-op."""
@@ -191,6 +203,10 @@ class Outbox:
                 notifier.send(d.alert.payload())
             except NotifierError as exc:
                 error = str(exc)
+            except Exception as exc:  # a notifier's bug is a failed attempt, never the end of its thread
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("notifier %s raised %s; the delivery is retried like any failed one", name, error,
+                            exc_info=True)
             with self._cond:
                 self._in_flight -= 1
                 d.attempts += 1
