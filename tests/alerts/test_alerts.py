@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -157,11 +158,7 @@ def test_notifier_raising_an_unexpected_error_is_retried_and_its_thread_goes_on(
 def test_outbox_retries_past_a_thousand_attempts_without_overflow():
     """The doubling backoff once overflowed a float after 1024 attempts and killed the
     notifier's thread, leaving its deliveries stuck (seen with a large max_attempts)."""
-    import time
-
-    from tickwise.alerts import MemoryNotifier as Memory
-
-    box = Outbox([Memory(fail_first=10**9)], base_delay_s=1e-6, max_delay_s=1e-6, max_attempts=10**6)
+    box = Outbox([MemoryNotifier(fail_first=10**9)], base_delay_s=1e-6, max_delay_s=1e-6, max_attempts=10**6)
     box.submit(AlertRouter([AlertRule(name="r", cooldown_s=0)]).route(_burst(1)))
     deadline = time.monotonic() + 20
     while box.deliveries()[0].attempts < 1100:
