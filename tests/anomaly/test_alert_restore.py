@@ -310,3 +310,10 @@ def test_stage_restart_reads_a_bounded_alert_history_and_every_pending_delivery(
     assert remembered == [] and forgotten == list(range(7))  # the newest 3 are remembered, older ones not
     assert [p["alert_id"] for p in sink.sent] == [pending.alert.alert_id]
     assert [d.attempts for d in stage.outbox.deliveries()] == [3]
+
+
+def test_stage_alert_memory_below_one_is_a_config_error():
+    from tickwise.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="alert_memory must be >= 1"):
+        AnomalyStage(timeframes=("1m",), alert_memory=0)

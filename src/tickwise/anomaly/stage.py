@@ -69,6 +69,8 @@ class AnomalyStage:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
+        if alert_memory < 1:
+            raise ConfigError(f"alert_memory must be >= 1 (alerts remembered across a restart), was {alert_memory}")
         self.timeframes = tuple(timeframes)
         self.detector_names = tuple(detectors)
         if "classifier" in self.detector_names:
