@@ -34,7 +34,7 @@ down is news. This model learns such combinations from examples instead of hand 
 
 It learns the *shapes the injector makes*. Its held-out accuracy on injected events is
 therefore an estimate for anomalies of those shapes; the README also reports it on a kind
-left out of training. Each member is fitted once per machine (about 5 s) and kept in the
+left out of training. Each member is fitted once per machine (about 10 s on 2 cores) and kept in the
 on-disk model cache (`tickwise.anomaly.modelcache`); within a process the loaded ensemble is
 shared, so clones (one per symbol group, per stream) share one fit.
 """
@@ -265,7 +265,7 @@ def first_use_note(training: Training) -> str | None:
         return None
     where = cache_dir()
     kept = f"kept in {where} for next time" if where is not None else f"not kept: {ENV}=off"
-    return (f"training the classifier: {n} model(s) on the shipped bars, about 5 s each "
+    return (f"training the classifier: {n} model(s) on the shipped bars, about 10 s each "
             f"(once per machine; {kept})")
 
 
