@@ -38,3 +38,25 @@ def test_runtime_replays_a_file_to_the_end_and_returns(tmp_path: Path) -> None:
     rt.close()
     assert summary.ticks_published == summary.ticks_processed == 400
     assert summary.bars == 100 and summary.deadletters == 0
+
+
+def test_worker_stops_and_exits_nonzero_when_one_of_its_threads_dies(tmp_path: Path, monkeypatch) -> None:
+    """`tickwise worker` must not go on half-working: a dead-letter sink (or stage) thread that
+    raises stops the whole worker, which says why on stderr and exits 1, without a traceback."""
+    from typer.testing import CliRunner
+
+    from tickwise import app as composition
+    from tickwise.cli import app
+    from tickwise.pipeline import stage_runner
+
+    def broken_run(self, stop):  # type: ignore[no-untyped-def]
+        raise RuntimeError("dead-letter table is gone")
+
+    monkeypatch.setattr(stage_runner.DeadLetterSink, "run", broken_run)
+    monkeypatch.setattr(composition, "build_bus", lambda settings: MemoryBus(partitions=2))
+    monkeypatch.setenv("TICKWISE_BUS", "redis://127.0.0.1:1/0")  # a shared bus by name; build_bus is replaced
+    monkeypatch.setenv("TICKWISE_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(app, ["worker", "--name", "w1"])
+    assert result.exit_code == 1, result.output
+    assert "worker w1 stopped because deadletter-sink stopped: RuntimeError: dead-letter table is gone" in result.output
+    assert "Traceback" not in result.output

@@ -57,6 +57,44 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
     return replay(file_ticks(path, symbol=symbol, timeframe=timeframe), stop, speed=speed)
 
 
+class Supervisor:
+    """Starts daemon threads for a long-running process that must not run on half-working.
+
+    A thread whose target raises is logged as stopped, its failure is kept in `failures`, and
+    ``stop`` is set, so the process winds down (and exits non-zero: its caller checks
+    `failures`) instead of going on without that part, e.g. a worker whose anomaly stage died
+    while its bars kept flowing. A supervisor restarts it, and the bus redelivers what was not
+    acknowledged.
+
+    Examples
+    --------
+    >>> stop = threading.Event()
+    >>> sup = Supervisor(stop)
+    >>> sup.start("stage-x", lambda: 1 / 0).join()
+    >>> stop.is_set(), sup.failures
+    (True, ['stage-x stopped: ZeroDivisionError: division by zero'])
+    """
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.failures: list[str] = []
+
+    def start(self, name: str, target: Callable[..., object], *args: object) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                target(*args)
+            except Exception as exc:
+                message = f"{name} stopped: {type(exc).__name__}: {exc}"
+                log.error("%s; stopping the process (run with -v for the traceback)", message)
+                log.debug("%s traceback", name, exc_info=True)
+                self.failures.append(message)
+                self.stop.set()
+
+        t = threading.Thread(target=guarded, name=name, daemon=True)
+        t.start()
+        return t
+
+
 def _thread(name: str, target: Callable[..., object], *args: object, **kwargs: object) -> threading.Thread:
     def guarded() -> None:
         try:

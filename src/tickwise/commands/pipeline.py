@@ -120,6 +120,7 @@ def register(app: typer.Typer) -> None:
         from tickwise import app as composition
         from tickwise.pipeline.stage_runner import DeadLetterSink
         from tickwise.pipeline.worker import PipelineWorker
+        from tickwise.runtime import Supervisor
 
         _logging(verbose)
         settings = _settings()
@@ -135,16 +136,15 @@ def register(app: typer.Typer) -> None:
         sink = DeadLetterSink(bus, warehouse, name=member)
         stop = threading.Event()
         _stop_on_sigterm(stop)
-        sink_thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
-        sink_thread.start()
+        supervisor = Supervisor(stop)  # a part that dies stops the worker: no half-working worker
+        sink_thread = supervisor.start("deadletter-sink", sink.run, stop)
         stage_threads = []
         if analytics:
             from tickwise.pipeline.stage_runner import StageRunner
 
             for stage in composition.build_stages(settings, warehouse):
                 runner = StageRunner(bus, warehouse, stage, name=member)
-                stage_threads.append(threading.Thread(target=runner.run, args=(stop,), daemon=True))
-                stage_threads[-1].start()
+                stage_threads.append(supervisor.start(f"stage-{stage.name}", runner.run, stop))
         typer.echo(f"worker {member}: reading {settings.bus}, writing {settings.warehouse_url}", err=True)
         try:
             w.run(stop)
@@ -155,6 +155,9 @@ def register(app: typer.Typer) -> None:
         for t in stage_threads:
             t.join(timeout=30)
         typer.echo(f"worker {member}: {w.stats.ticks:,} ticks, {w.stats.bars:,} bars, {w.stats.deadletters:,} dead letters", err=True)
+        if supervisor.failures:
+            typer.echo(f"worker {member} stopped because {'; '.join(supervisor.failures)}", err=True)
+            raise typer.Exit(1)
 
     @feed.command("serve")
     def feed_serve(
