@@ -58,7 +58,7 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
 
 
 class Supervisor:
-    """Starts daemon threads for a long-running process that must not run on half-working.
+    """Starts daemon threads for a long-running process that must not go on half-working.
 
     A thread whose target raises is logged as stopped, its failure is kept in `failures`, and
     ``stop`` is set, so the process winds down (and exits non-zero: its caller checks
