@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # anomaly detection and alerts (tickwise.anomaly.stage, tickwise.alerts)
     anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "classifier", "iforest"]
     anomaly_false_alarm_rate: float = 1e-3
+    #: intraday bars measured against their own time of day (``auto``) or not (``off``), with
+    #: slots of the day in this exchange time zone (tickwise.anomaly.seasonal)
+    anomaly_time_of_day: str = "auto"
+    anomaly_tz: str = "America/New_York"
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""
     alert_sns_topic_arn: str = ""
@@ -97,6 +101,13 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("anomaly_time_of_day")
+    @classmethod
+    def _check_time_of_day(cls, value: str) -> str:
+        if value not in ("auto", "off"):
+            raise ValueError(f"must be 'auto' or 'off', was {value!r}")
         return value
 
     @field_validator("timeframes")

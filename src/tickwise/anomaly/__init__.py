@@ -7,6 +7,7 @@ Public surface::
     MultiSymbolDetector   many symbols at once, vectorised (the live stage uses it)
     ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
     FeatureSpec, Bands, Schedule, Explanation
+    Seasonality, season_for   intraday bars against their own time of day (tickwise.anomaly.seasonal)
 
 Compute only, with one exception: the ``classifier`` keeps its fitted members in an on-disk
 cache (`tickwise.anomaly.modelcache`) and reads its shipped training bars.
@@ -21,6 +22,7 @@ from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.detector import Detector, Scores
 from tickwise.anomaly.explain import Explanation
 from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.seasonal import Seasonality, season_for
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_thresholds
 
 #: Detector names accepted by `make_detector` and the CLI.
@@ -96,7 +98,8 @@ def make_bands(name: str, *, window: int = 60, min_periods: int = 20, clip: floa
 
 
 def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 60,
-                  schedule: Schedule | None = None, seed: int = 0, **options: Any) -> Detector:
+                  schedule: Schedule | None = None, seed: int = 0, seasonality: Seasonality | None = None,
+                  **options: Any) -> Detector:
     """Build a single-series detector by name.
 
     Examples
@@ -107,7 +110,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
     if name in ("transient", "divergence", "classifier") and spec is not None:
         options = {"names": spec.names, **options}
     return Detector(make_model(name, seed=seed, **options), spec=spec,
-                    bands=make_bands(name, window=window), schedule=schedule)
+                    bands=make_bands(name, window=window), schedule=schedule, seasonality=seasonality)
 
 
 __all__ = [
@@ -120,11 +123,13 @@ __all__ = [
     "FeatureSpec",
     "Schedule",
     "Scores",
+    "Seasonality",
     "ThresholdBank",
     "ThresholdSettings",
     "make_bands",
     "make_detector",
     "make_model",
+    "season_for",
     "tail_thresholds",
     "threshold_settings",
 ]

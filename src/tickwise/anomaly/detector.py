@@ -20,6 +20,8 @@ from tickwise.anomaly.bands import BandBank, Bands, band_zscores
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.seasonal import Seasonality, SeasonBank, adjust_series
+from tickwise.exceptions import InputError
 
 FloatArray = np.ndarray
 
@@ -69,6 +71,24 @@ def spec_for(model: WindowModel, spec: FeatureSpec | None) -> FeatureSpec:
     return spec or FeatureSpec.bars()
 
 
+def shown(names: tuple[str, ...], raw: FloatArray, adjusted: FloatArray) -> FloatArray:
+    """What explanations quote: percentages (return, gap, swing) of the bar as it is, and the
+    log-ratio features (volume, range) after the time-of-day profile, whose band they are
+    measured against ("volume 4.0x its recent level" at the same time of day)."""
+    if adjusted is raw:
+        return raw
+    keep = np.array([n in ("return", "gap", "swing") for n in names])
+    return np.where(keep, raw, adjusted)
+
+
+def record_ts(x: Mapping[str, object]) -> object:
+    """A record's ``ts`` (epoch nanoseconds or a datetime), which the time-of-day profile needs."""
+    try:
+        return x["ts"]
+    except KeyError:
+        raise InputError("record must have a 'ts' field for the time-of-day profile of intraday bars") from None
+
+
 def with_reason(model: WindowModel | None, window: FloatArray, explanation: Explanation) -> Explanation:
     """Append a model's words for a multi-bar pattern (`TransientModel.reason`), if any."""
     reason = getattr(model, "reason", None)
@@ -91,6 +111,9 @@ class Detector:
         How features are z-scored against their past.
     schedule
         When models with a fit are retrained.
+    seasonality
+        The time-of-day profile (`tickwise.anomaly.seasonal`), for intraday bars: records then
+        need their ``ts``. ``None`` (daily bars, plain value series) leaves features as they are.
 
     Examples
     --------
@@ -104,9 +127,12 @@ class Detector:
     """
 
     def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
-                 bands: Bands | None = None, schedule: Schedule | None = None) -> None:
+                 bands: Bands | None = None, schedule: Schedule | None = None,
+                 seasonality: Seasonality | None = None) -> None:
         self.model = model
         self.spec = spec_for(model, spec)
+        self.seasonality = seasonality.for_columns(len(self.spec.names)) \
+            if seasonality is not None and self.spec.kind == "bars" else None
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule()
@@ -125,12 +151,18 @@ class Detector:
         self._rows = self._bank.rows_for(["series"])
         self._prev = np.full((1, self.spec.state_width), np.nan)
         self._window = np.zeros((self.model.lookback, n))
+        self._season = SeasonBank(self.seasonality) if self.seasonality is not None else None
 
-    def _step(self, x: Mapping[str, float]) -> tuple[FloatArray, FloatArray, FloatArray, bool, FloatArray]:
+    def _step(self, x: Mapping[str, float]) -> tuple[FloatArray, FloatArray, FloatArray, bool, FloatArray,
+                                                    FloatArray, np.ndarray | None]:
         raw, state = self.spec.rows(self.spec.fields_from_record(x), self._prev)
-        out = self._bank.stats(self._rows, raw)
+        feats, slot = raw, None
+        if self._season is not None:
+            slot = self.seasonality.slots([record_ts(x)])  # type: ignore[union-attr]
+            feats = self._season.adjust(self._rows, slot, raw)
+        out = self._bank.stats(self._rows, feats)
         window = np.vstack([self._window[1:], out.z])
-        return raw, state, window, bool(out.ready[0]), out.center
+        return raw, state, window, bool(out.ready[0]), out.center, feats, slot
 
     @property
     def is_ready(self) -> bool:
@@ -139,22 +171,25 @@ class Detector:
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """Score one record against what was learned before it (NaN while warming up)."""
-        _, _, window, ready, _ = self._step(x)
+        _, _, window, ready, *_ = self._step(x)
         if not (ready and self._fitted):
             return float("nan")
         return float(self.model.score_windows(window[None])[0])
 
     def explain_one(self, x: Mapping[str, float]) -> Explanation:
         """Name the features that make one record stand out (call before `learn_one`)."""
-        raw, _, window, _, center = self._step(x)
+        raw, _, window, _, center, feats, _ = self._step(x)
         contrib = self.model.attribute(window[None])[0] if self._fitted else np.abs(window[-1])
-        return with_reason(self.model, window, describe(self.spec.names, contrib, raw[0], center[0], window[-1],
+        quoted = shown(self.spec.names, raw, feats)[0]
+        return with_reason(self.model, window, describe(self.spec.names, contrib, quoted, center[0], window[-1],
                                                         window_label=self._label()))
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         """Learn one record (after scoring it)."""
-        raw, state, window, ready, _ = self._step(x)
-        self._bank.learn(self._rows, raw)
+        raw, state, window, ready, _, feats, slot = self._step(x)
+        if self._season is not None:
+            self._season.learn(self._rows, slot, raw)
+        self._bank.learn(self._rows, feats)
         self._prev = state
         self._window = window
         if ready and self.model.needs_fit:
@@ -173,9 +208,17 @@ class Detector:
         return {k: np.asarray(data[k], dtype=np.float64) for k in self.spec.columns}
 
     def features(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> tuple[FloatArray, object]:
-        """Raw features and their bands (z, centre, scale, ready) of a whole series."""
+        """Features as explanations quote them (`shown`) and their bands (z, centre, scale,
+        ready) of a whole series."""
         raw = self.spec.batch(self._fields(data))
-        return raw, band_zscores(raw, self.bands)
+        feats = raw
+        if self.seasonality is not None:
+            if "ts" not in data:
+                raise InputError("the time-of-day profile of intraday bars needs a 'ts' column, was none")
+            ts = data["ts"]
+            feats = adjust_series(raw, self.seasonality.slots(ts if isinstance(ts, pl.Series) else np.asarray(ts)),
+                                  self.seasonality)
+        return shown(self.spec.names, raw, feats), band_zscores(feats, self.bands)
 
     def fit(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> Detector:
         """Train the model on every ready window of a series (no-op for band detectors)."""

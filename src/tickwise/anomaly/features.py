@@ -4,7 +4,7 @@ Two feature sets share one shape (a `FeatureSpec`): OHLCV bars give ``return`` (
 over previous close), ``range`` (log of the high-low log range: a frozen bar, high == low,
 is far below anything normal), ``volume`` (log1p volume minus its trailing EWMA over
 `VOLUME_SPAN` bars, so slow drifts of activity do not widen the band a burst is measured
-against), ``gap`` (log open over previous close) and ``swing`` (the high-low log range
+against; a bar without volume is not learned into that EWMA), ``gap`` (log open over previous close) and ``swing`` (the high-low log range
 itself, linear: a flash crash's long lower shadow stands out here, where the log of the
 range compresses it); a plain value series gives, per column, its ``level`` and its
 ``change`` from the previous row. ``FeatureSpec.bars(shapes=True)`` adds the bar's shape
@@ -129,8 +129,16 @@ class FeatureSpec:
 
 
 def _ewma_step(prev: FloatArray, x: FloatArray) -> FloatArray:
-    """One EWMA update (the first value starts it); streaming and batch share this arithmetic."""
-    return np.where(np.isnan(prev), x, prev + _VOLUME_ALPHA * (x - prev))
+    """One EWMA update of log volume (the first value starts it); streaming and batch share this
+    arithmetic. A bar without volume (log1p 0 = 0: a feed's gap, an empty bar) is not learned:
+    it is flagged itself, but must not make the next ordinary bar look like a burst.
+
+    Examples
+    --------
+    >>> _ewma_step(np.array([np.nan, 10.0, 10.0]), np.array([5.0, 0.0, 12.0])).tolist()
+    [5.0, 10.0, 10.363636363636363]
+    """
+    return np.where(np.isnan(prev), x, np.where(x > 0, prev + _VOLUME_ALPHA * (x - prev), prev))
 
 
 def _volume_ewma(lv: FloatArray) -> FloatArray:

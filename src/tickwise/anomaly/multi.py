@@ -18,9 +18,10 @@ import numpy as np
 
 from tickwise.anomaly.bands import BandBank, Bands
 from tickwise.anomaly.base import Schedule, WindowModel
-from tickwise.anomaly.detector import spec_for, with_reason
+from tickwise.anomaly.detector import shown, spec_for, with_reason
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.seasonal import Seasonality, SeasonBank
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
 
 FloatArray = np.ndarray
@@ -56,10 +57,13 @@ class MultiSymbolDetector:
 
     def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
                  bands: Bands | None = None, schedule: Schedule | None = None,
-                 thresholds: ThresholdSettings | None = None) -> None:
+                 thresholds: ThresholdSettings | None = None, seasonality: Seasonality | None = None) -> None:
         self.model = model
         self.name = model.name
         self.spec = spec_for(model, spec)
+        self.seasonality = seasonality.for_columns(len(self.spec.names)) \
+            if seasonality is not None and self.spec.kind == "bars" else None
+        self._season = SeasonBank(self.seasonality) if self.seasonality is not None else None
         base = bands or Bands()
         self.bands = replace(base, links=base.links or self.spec.scale_links)
         self.schedule = schedule or Schedule(min_train=2000, refit_every=20000, max_train=20000)
@@ -84,15 +88,22 @@ class MultiSymbolDetector:
             self._prev, self._windows = prev, wins
 
     def step(self, symbols: Sequence[str], fields: Mapping[str, FloatArray], *,
-             explain: bool = True) -> StepResult:
-        """Score then learn one record per symbol (symbols must be distinct)."""
+             explain: bool = True, ts: FloatArray | None = None) -> StepResult:
+        """Score then learn one record per symbol (symbols must be distinct); ``ts`` (epoch
+        nanoseconds per symbol) is needed with a time-of-day profile."""
         symbols = list(symbols)
         rows = self.bank.rows_for(symbols)
         if np.unique(rows).size != rows.size:
             raise ValueError(f"symbols in one step must be distinct, was {symbols}")
         self._grow(rows)
         raw, state = self.spec.rows(fields, self._prev[rows])
-        out = self.bank.stats(rows, raw)
+        feats, slots = raw, None
+        if self._season is not None:
+            if ts is None:
+                raise ValueError("a detector with a time-of-day profile needs each bar's ts")
+            slots = self.seasonality.slots(np.asarray(ts, dtype=np.int64))  # type: ignore[union-attr]
+            feats = self._season.adjust(rows, slots, raw)
+        out = self.bank.stats(rows, feats)
         windows = np.concatenate([self._windows[rows, 1:], out.z[:, None, :]], axis=1)
         score = np.full(rows.size, np.nan)
         # a model may need time before it can score (the classifier's first fit runs in the
@@ -108,12 +119,15 @@ class MultiSymbolDetector:
             idx = np.flatnonzero(is_anomaly)
             contrib = self.model.attribute(windows[idx])
             label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
+            quoted = shown(self.spec.names, raw, feats)
             for j, i in enumerate(idx.tolist()):
                 explanations[i] = with_reason(self.model, windows[i],
-                                              describe(self.spec.names, contrib[j], raw[i], out.center[i], out.z[i],
+                                              describe(self.spec.names, contrib[j], quoted[i], out.center[i], out.z[i],
                                                        window_label=label))
         # learn
-        self.bank.learn(rows, raw)
+        if self._season is not None:
+            self._season.learn(rows, slots, raw)  # type: ignore[arg-type]
+        self.bank.learn(rows, feats)
         self._prev[rows] = state
         self._windows[rows] = windows
         if self.model.needs_fit and np.any(out.ready):

@@ -25,6 +25,7 @@ from tickwise.alerts.rules import Alert, AlertRouter, AlertRule
 from tickwise.alerts.tables import ALERTS
 from tickwise.anomaly import DETECTORS, make_bands, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
+from tickwise.anomaly.seasonal import Seasonality
 from tickwise.anomaly.tables import ANOMALIES
 from tickwise.anomaly.threshold import ThresholdSettings
 from tickwise.bus.base import ANOMALIES as ANOMALIES_TOPIC
@@ -33,6 +34,7 @@ from tickwise.config import Settings
 from tickwise.exceptions import ConfigError
 from tickwise.pipeline.stages import StageOutput
 from tickwise.store.base import Warehouse
+from tickwise.timeframes import timeframe_ns
 
 _FIELDS = ("open", "high", "low", "close", "volume")
 
@@ -65,12 +67,20 @@ class AnomalyStage:
     def __init__(self, *, timeframes: Sequence[str], detectors: Sequence[str] = ("zscore",),
                  rules: Sequence[AlertRule] | None = None, notifiers: Sequence[Notifier] | None = None,
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
-                 window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000) -> None:
+                 window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000,
+                 time_of_day: str = "auto", tz: str = "America/New_York") -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
         if alert_memory < 1:
             raise ConfigError(f"alert_memory must be >= 1 (alerts remembered across a restart), was {alert_memory}")
+        if time_of_day not in ("auto", "off"):
+            raise ConfigError(f"setting TICKWISE_ANOMALY_TIME_OF_DAY must be auto or off, was {time_of_day!r}")
+        # intraday timeframes are measured against their own time of day (tickwise.anomaly.seasonal)
+        try:
+            self._season = Seasonality(tz=tz) if time_of_day == "auto" else None
+        except ConfigError as exc:
+            raise ConfigError(f"setting TICKWISE_ANOMALY_TZ: {exc}") from None
         self.timeframes = tuple(timeframes)
         self.detector_names = tuple(detectors)
         if "classifier" in self.detector_names:
@@ -129,9 +139,13 @@ class AnomalyStage:
     def _engine(self, timeframe: str, detector: str) -> MultiSymbolDetector:
         key = (timeframe, detector)
         if key not in self._engines:
+            # a slot of the day needs bars of a minute or more (a second bar's slot would take
+            # ten days of 86,400 slots to learn), and under a day (a daily bar has one slot)
+            intraday = 60 * 10**9 <= timeframe_ns(timeframe) < 86_400 * 10**9
             self._engines[key] = MultiSymbolDetector(
                 make_model(detector), bands=make_bands(detector, window=self._window),
-                thresholds=threshold_settings(detector, q=self._q))
+                thresholds=threshold_settings(detector, q=self._q),
+                seasonality=self._season if intraday else None)
         return self._engines[key]
 
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:
@@ -167,7 +181,7 @@ class AnomalyStage:
         # whole microseconds, as the warehouse keeps them: a restored alert sends the same payload
         now = time.time_ns() // 1000 * 1000
         for name in self.detector_names:
-            res = self._engine(timeframe, name).step(symbols, fields)
+            res = self._engine(timeframe, name).step(symbols, fields, ts=ts)
             for i in np.flatnonzero(res.is_anomaly).tolist():
                 e = res.explanations[i]
                 found.append({
@@ -268,4 +282,5 @@ def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> Ano
         timeframes=tuple(settings.timeframes), detectors=tuple(settings.anomaly_detectors),
         rules=[AlertRule(name="anomaly", cooldown_s=settings.alert_cooldown_s)],
         notifiers=notifiers, false_alarm_rate=settings.anomaly_false_alarm_rate, warehouse=warehouse,
+        time_of_day=settings.anomaly_time_of_day, tz=settings.anomaly_tz,
     )

@@ -86,6 +86,9 @@ def register(app: typer.Typer) -> None:
         window: Annotated[int, typer.Option("--window", help="Band window in rows", min=5)] = 60,
         false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate", help="Target share of normal rows flagged")] = 1e-3,
         seed: Annotated[int, typer.Option("--seed")] = 0,
+        time_of_day: Annotated[str, typer.Option(
+            "--time-of-day", help="auto: intraday bars against their own time of day; off: not")] = "auto",
+        tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
     ) -> None:
         """Score every row of a series; one output row per input row."""
         import numpy as np
@@ -97,9 +100,11 @@ def register(app: typer.Typer) -> None:
             Schedule,
             ThresholdSettings,
             make_detector,
+            season_for,
             tail_thresholds,
             threshold_settings,
         )
+        from tickwise.exceptions import ConfigError
 
         if detector not in DETECTORS:
             raise InputError(f"--detector must be one of {', '.join(DETECTORS)}, was {detector!r}")
@@ -138,7 +143,12 @@ def register(app: typer.Typer) -> None:
             if n < 30:
                 raise DataError(f"{data.name}: need at least 30 rows to score, was {n}")
             schedule = Schedule(min_train=max(10, min(500, n // 3)), refit_every=1000, max_train=5000)
-            det = make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule, seed=seed)
+            try:
+                season = season_for(frame["ts"] if spec.kind == "bars" else None, time_of_day, tz=tz)
+            except ConfigError as exc:
+                raise InputError(f"--time-of-day/--tz: {exc}") from None
+            det = make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule, seed=seed,
+                                seasonality=season)
             scores = det.score(frame)
             th = tail_thresholds(scores.score, threshold_settings(detector, q=thresholds.q,
                                                                   min_scores=min(200, max(20, n // 5)),
@@ -211,6 +221,9 @@ def register(app: typer.Typer) -> None:
             help="Comma-separated symbols of the shipped training bars (AAPL, GOOG, IBM, MSFT) the classifier is not trained on")] = "",
         classifier_kinds: Annotated[str | None, typer.Option(
             "--classifier-kinds", help="Comma-separated kinds the classifier is trained on (default: all five)")] = None,
+        time_of_day: Annotated[str, typer.Option(
+            "--time-of-day", help="auto: intraday series against their own time of day; off: not")] = "auto",
+        tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
     ) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
@@ -234,6 +247,15 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"--seed must name at least one integer, was {seed!r}")
         if len(set(seeds)) < len(seeds):
             raise InputError(f"--seed must name each seed once (a repeat would count the same events twice), was {seed!r}")
+        from tickwise.anomaly import Seasonality
+        from tickwise.exceptions import ConfigError
+
+        if time_of_day not in ("auto", "off"):
+            raise InputError(f"--time-of-day must be auto or off, was {time_of_day!r}")
+        try:
+            Seasonality(tz=tz)
+        except ConfigError as exc:
+            raise InputError(f"--tz: {exc}") from None
         files = data or sorted(p for p in SHARED_DATA.glob("*.csv"))
         if not files:
             raise InputError(f"no bar files given and none found in {SHARED_DATA}")
@@ -270,7 +292,8 @@ def register(app: typer.Typer) -> None:
             if note:
                 typer.echo(note, err=True)
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
-                          magnitude=(lo, hi), seed=seeds, per_kind=not quick, options=options)
+                          magnitude=(lo, hi), seed=seeds, per_kind=not quick, options=options,
+                          time_of_day=time_of_day, tz=tz)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "
