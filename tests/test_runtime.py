@@ -60,3 +60,55 @@ def test_worker_stops_and_exits_nonzero_when_one_of_its_threads_dies(tmp_path: P
     assert result.exit_code == 1, result.output
     assert "worker w1 stopped because deadletter-sink stopped: RuntimeError: dead-letter table is gone" in result.output
     assert "Traceback" not in result.output
+
+
+def test_up_reports_a_dead_stage_in_health_and_ends_with_an_error(tmp_path: Path, monkeypatch) -> None:
+    """`tickwise up` goes on when an analytics stage thread dies (the bars still flow), but not
+    silently: /health answers degraded with the stage and its error while it runs, and the run
+    ends with an error naming it."""
+    import threading
+    import time
+
+    import httpx
+
+    from tickwise.pipeline.stage_runner import StageRunner
+
+    step = StageRunner.step
+
+    def broken(self, timeout_s=0.05):  # type: ignore[no-untyped-def]
+        # a stage's own errors skip its bars (logged); what ends its thread is the bus or the warehouse
+        if self.stage.name == "anomaly" and self.bars_seen:
+            raise BackendError("bus read failed: connection reset")
+        return step(self, timeout_s)
+
+    monkeypatch.setattr(StageRunner, "step", broken)
+    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0, api_port=0,
+                             anomaly_detectors="zscore")
+    rt = Runtime(settings, lake=False)
+    rt.start_services(dashboard=False)
+    assert rt.services is not None
+    url = rt.services.api_url + "/api/v1/health"
+    seen: list[tuple[int, dict]] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            r = httpx.get(url, timeout=5)
+            seen.append((r.status_code, r.json()))
+            time.sleep(0.2)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        with pytest.raises(BackendError, match=r"part of the pipeline stopped.*stage-anomaly stopped: "
+                                               r"BackendError: bus read failed: connection reset"):
+            rt.run("sim", duration_s=6, status=False)
+    finally:
+        done.set()
+        poller.join()
+        rt.close()
+    assert seen[0][1]["status"] == "ok"
+    degraded = [body for code, body in seen if body["status"] == "degraded"]
+    assert degraded and all(code == 200 for code, body in seen), seen[-1]
+    assert "stage-anomaly stopped: BackendError: bus read failed: connection reset" in degraded[-1]["detail"]
+    assert rt.worker.stats.bars > 0  # the bars went on meanwhile

@@ -64,7 +64,8 @@ class Supervisor:
     With ``stop`` a process does not go on half-working: it winds down (and exits non-zero:
     its caller checks `failures`) instead of going on without that part, e.g. a worker whose
     anomaly stage died while its bars kept flowing; a supervisor restarts it, and the bus
-    redelivers what was not acknowledged. Without ``stop`` the others finish (`tickwise up`).
+    redelivers what was not acknowledged. Without ``stop`` the others finish (`tickwise up`,
+    whose /health then says which part stopped and whose run ends with an error).
 
     Examples
     --------
@@ -97,11 +98,6 @@ class Supervisor:
         return t
 
 
-def _thread(name: str, target: Callable[..., object], *args: object, **kwargs: object) -> threading.Thread:
-    """A thread of `tickwise up`: a failure is reported and the others finish."""
-    return Supervisor().start(name, target, *args, **kwargs)
-
-
 class Runtime:
     """Everything `tickwise up` runs, wired from settings."""
 
@@ -124,6 +120,8 @@ class Runtime:
         self.archiver = self._archiver() if lake else None
         self.services = None
         self.worker_thread: threading.Thread | None = None
+        #: starts the threads of a run; its failures show in /health and end the run with an error
+        self.supervisor = Supervisor()
 
     def _archiver(self) -> object | None:
         try:
@@ -140,7 +138,7 @@ class Runtime:
             log.warning("serving is not available in this build")
             return
         self.services = runtime.start_services(self.settings, warehouse=self.warehouse, bus=self.bus,
-                                               dashboard=dashboard)
+                                               dashboard=dashboard, problems=self.stopped_parts)
 
     def run(self, source: str, *, duration_s: float | None = None, speed: float = 0.0,
             symbol: str | None = None, timeframe: str | None = None, status: bool = True,
@@ -149,24 +147,24 @@ class Runtime:
         stop_worker, stop_down, stop_lake = threading.Event(), threading.Event(), threading.Event()
         started = time.monotonic()
         frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe)
-        threads_down = [_thread("deadletter-sink", self.sink.run, stop_down)]
-        threads_down += [_thread(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
+        stage_threads = [self.supervisor.start(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
+        threads_down = [self.supervisor.start("deadletter-sink", self.sink.run, stop_down), *stage_threads]
         lake_thread = None
         if self.archiver is not None:
-            lake_thread = _thread("lake-archiver", self.archiver.run, stop_lake)  # type: ignore[attr-defined]
-        worker = _thread("pipeline-worker", self.worker.run, stop_worker, drain=True)
+            lake_thread = self.supervisor.start("lake-archiver", self.archiver.run, stop_lake)  # type: ignore[attr-defined]
+        worker = self.supervisor.start("pipeline-worker", self.worker.run, stop_worker, drain=True)
         self.worker_thread = worker
         finished = threading.Event()
         if isinstance(frames, str):
             client = FeedClient(frames, lambda ticks, dead: (self.publisher.publish(ticks), self.publisher.reject(dead)))
-            src = _thread("source", client.run, stop_source)
+            src = self.supervisor.start("source", client.run, stop_source)
         else:
             def pump() -> None:
                 for frame in frames:
                     self.publisher.publish(frame)
                 finished.set()
 
-            src = _thread("source", pump)
+            src = self.supervisor.start("source", pump)
         last_print, last_ticks = time.monotonic(), 0
         try:
             while True:
@@ -192,8 +190,8 @@ class Runtime:
         stop_worker.set()
         worker.join(timeout=60)
         for tf in self.settings.timeframes:
-            for r in self.stage_runners:
-                if tf in r.stage.timeframes:
+            for r, t in zip(self.stage_runners, stage_threads, strict=True):
+                if tf in r.stage.timeframes and t.is_alive():  # a dead stage drains nothing
                     self._wait_drained(bars_topic(tf), r.stage.name, timeout_s=30)
         stop_down.set()
         for t in threads_down:
@@ -209,8 +207,15 @@ class Runtime:
         if self.worker_failed:
             raise BackendError("the pipeline worker stopped with an error (logged above); bars up to its "
                                "last commit are stored")
+        if self.supervisor.failures:
+            raise BackendError(f"part of the pipeline stopped during the run ({'; '.join(self.supervisor.failures)}); "
+                               "the rest ran to the end")
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
                        self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started)
+
+    def stopped_parts(self) -> list[str]:
+        """The threads of this run that stopped with an error (for /health)."""
+        return list(self.supervisor.failures)
 
     @property
     def worker_failed(self) -> bool:

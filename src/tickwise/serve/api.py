@@ -100,8 +100,11 @@ class _FrontDoor:
 class ServeState:
     """What the routes share: settings, warehouse, table reader, stream hub, caches."""
 
-    def __init__(self, settings: Settings, warehouse: Warehouse, bus: Bus | None, *, cache_ttl_s: float) -> None:
+    def __init__(self, settings: Settings, warehouse: Warehouse, bus: Bus | None, *, cache_ttl_s: float,
+                 problems: Callable[[], list[str]] | None = None) -> None:
         self.settings = settings
+        #: parts of the pipeline in this process that have stopped (`tickwise up`), for /health
+        self.problems = problems or list
         self.warehouse = warehouse
         self.bus = bus
         self.reader = TableReader(warehouse)
@@ -153,7 +156,7 @@ def _error(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse
 
 
 def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = None,
-               cache_ttl_s: float = 0.25) -> FastAPI:
+               cache_ttl_s: float = 0.25, problems: Callable[[], list[str]] | None = None) -> FastAPI:
     """Build the API over a warehouse and (optionally) a bus for the live stream.
 
     Parameters
@@ -166,6 +169,9 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
         Read as a viewer (``read_latest``) for ``/api/v1/stream``; None disables the stream.
     cache_ttl_s
         How long answers of the "latest" read routes are reused (0 turns the cache off).
+    problems
+        Says which parts of the pipeline running beside the API have stopped (`tickwise up`'s
+        stage threads); ``/health`` then answers ``degraded`` with them as its detail.
 
     Examples
     --------
@@ -179,7 +185,7 @@ def create_app(settings: Settings, *, warehouse: Warehouse, bus: Bus | None = No
     """
     from tickwise.serve.routes import compat_router, data_router
 
-    state = ServeState(settings, warehouse, bus, cache_ttl_s=cache_ttl_s)
+    state = ServeState(settings, warehouse, bus, cache_ttl_s=cache_ttl_s, problems=problems)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -88,11 +88,13 @@ def sidebar(api: str) -> tuple[str | None, str | None, int, dict[str, bool]]:
     st.sidebar.markdown('<div class="tw-brand">tick<span>wise</span></div>'
                         '<div class="tw-sub">live market &amp; models</div>', unsafe_allow_html=True)
     health = _get(api, "/api/v1/health")
-    ok = bool(health and health.get("status") == "ok")
-    color = "#26a69a" if ok else "#ef5350"
+    status = health.get("status") if health else None
+    color = {"ok": "#26a69a", "degraded": "#ffa726"}.get(str(status), "#ef5350")
     st.sidebar.markdown(f'<span class="tw-dot" style="background:{color}"></span>'
-                        f'API {"connected" if ok else "unreachable"} · <code>{html.escape(api)}</code>',
+                        f'API {"connected" if status else "unreachable"} · <code>{html.escape(api)}</code>',
                         unsafe_allow_html=True)
+    if status == "degraded":  # the API answers, but part of the pipeline beside it has stopped
+        st.sidebar.warning(f"Pipeline degraded: {health.get('detail')}")  # type: ignore[union-attr]
     series = _get(api, "/api/v1/series") or []
     symbols = sorted({s["symbol"] for s in series})
     if not symbols:

@@ -71,7 +71,8 @@ def data_router(state: ServeState) -> APIRouter:
 
     @router.get("/health", response_model=schemas.HealthOut, tags=["status"])
     def health() -> Response:
-        """Say whether the API can read the warehouse."""
+        """Say whether the API can read the warehouse (503 when not) and whether every part of
+        the pipeline running beside it is alive (``degraded`` with the reason when one stopped)."""
         body: dict[str, Any] = {
             "status": "ok",
             "version": state.app_version,
@@ -87,6 +88,9 @@ def data_router(state: ServeState) -> APIRouter:
         except Exception as exc:  # health must answer whatever the warehouse does
             body.update(status="degraded", detail=f"warehouse did not answer: {exc}")
             return Response(encode(body), status_code=503, media_type="application/json")
+        stopped = state.problems()
+        if stopped:  # the API still answers; part of the pipeline does not run
+            body.update(status="degraded", detail="; ".join(stopped))
         return _json(encode(body))
 
     @router.get("/symbols", response_model=schemas.SymbolsOut, tags=["data"])

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,7 +149,8 @@ def _port_free(host: str, port: int) -> bool:
 
 def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None, dashboard: bool = True,
                    host: str | None = None, port: int | None = None, dashboard_port: int | None = None,
-                   log_dir: Path | None = None, ready_timeout_s: float = 30.0) -> ServiceHandle:
+                   log_dir: Path | None = None, ready_timeout_s: float = 30.0,
+                   problems: Callable[[], list[str]] | None = None) -> ServiceHandle:
     """Start the API in a background thread and, optionally, the dashboard subprocess.
 
     Parameters
@@ -161,6 +163,8 @@ def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None,
         Also start the Streamlit dashboard, pointed at this API.
     log_dir
         Where the dashboard's output goes (``dashboard.log``); default the data dir.
+    problems
+        The parts of the caller's pipeline that have stopped, for ``/health``.
 
     Returns
     -------
@@ -183,7 +187,7 @@ def start_services(settings: Settings, *, warehouse: Warehouse, bus: Bus | None,
 
     host = host or settings.api_host
     port = settings.api_port if port is None else port
-    app = create_app(settings, warehouse=warehouse, bus=bus)
+    app = create_app(settings, warehouse=warehouse, bus=bus, problems=problems)
     config = uvicorn.Config(app, host=host, port=port, **server_options())
     server = uvicorn.Server(config)
     failure: list[BaseException] = []

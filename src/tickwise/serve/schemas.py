@@ -59,7 +59,8 @@ class QueryOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: str = Field(description="ok, or degraded when the warehouse does not answer")
+    status: str = Field(description="ok; or degraded, with HTTP 503 when the warehouse does not answer and "
+                                    "with 200 when a part of the pipeline beside the API has stopped (detail says which)")
     version: str
     warehouse: str
     bus: str
