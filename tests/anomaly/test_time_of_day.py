@@ -164,6 +164,16 @@ def test_record_without_ts_is_a_clear_error():
         det.score_one({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
     with pytest.raises(InputError, match="'ts' column"):
         det.score({k: np.ones(50) for k in FIELDS})
+    with pytest.raises(InputError, match="epoch nanoseconds or datetimes"):
+        det.score_one({"ts": "yesterday", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0})
+
+
+def test_an_intraday_frozen_bar_is_named_frozen(aapl_hourly):
+    bars, events = inject(aapl_hourly, kinds=["frozen_price"], rate=0.01, start=800, seed=3)
+    det = make_detector("zscore", seasonality=Seasonality())
+    scores = det.score(bars)
+    texts = [det.explain(scores, e.start + 1).text for e in events]
+    assert sum("price frozen" in t for t in texts) >= 0.8 * len(texts), texts[:3]
 
 
 def test_stage_measures_minute_to_hour_timeframes_against_time_of_day_only():

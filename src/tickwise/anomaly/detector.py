@@ -19,7 +19,7 @@ import polars as pl
 from tickwise.anomaly.bands import BandBank, Bands, band_zscores
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.explain import Explanation, describe
-from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.features import RANGE_FLOOR, FeatureSpec
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank, adjust_series
 from tickwise.exceptions import InputError
 
@@ -78,6 +78,10 @@ def shown(names: tuple[str, ...], raw: FloatArray, adjusted: FloatArray) -> Floa
     if adjusted is raw:
         return raw
     keep = np.array([n in ("return", "gap", "swing") for n in names])
+    if "range" in names:  # a frozen bar is named as such whatever its slot's profile
+        i = names.index("range")
+        frozen = raw[..., i] <= np.log(RANGE_FLOOR) + 1e-9
+        keep = keep | (frozen[..., None] & (np.arange(len(names)) == i))
     return np.where(keep, raw, adjusted)
 
 

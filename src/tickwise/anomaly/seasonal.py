@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from tickwise.exceptions import ConfigError
+from tickwise.exceptions import ConfigError, InputError
 
 FloatArray = np.ndarray
 _DAY_NS = 86_400 * 10**9
@@ -110,9 +110,11 @@ class Seasonality:
         [570, 570]
         """
         series = ts if isinstance(ts, pl.Series) else pl.Series("ts", ts)
-        if series.dtype == pl.Object or series.dtype.is_integer():
+        if series.dtype.is_integer():
             series = series.cast(pl.Int64).cast(pl.Datetime("ns", "UTC"))
-        elif series.dtype.time_zone is None:  # type: ignore[union-attr]
+        elif not isinstance(series.dtype, pl.Datetime):
+            raise InputError(f"ts must be epoch nanoseconds or datetimes for the time-of-day profile, was {series.dtype}")
+        elif series.dtype.time_zone is None:
             series = series.dt.replace_time_zone("UTC")
         local = series.dt.convert_time_zone(self.tz)
         return (local.dt.hour().cast(pl.Int32) * 60 + local.dt.minute().cast(pl.Int32)).to_numpy()
