@@ -100,7 +100,7 @@ def test_up_reports_a_dead_stage_in_health_and_ends_with_an_error(tmp_path: Path
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        with pytest.raises(BackendError, match=r"part of the pipeline stopped.*stage-anomaly stopped: "
+        with pytest.raises(BackendError, match=r"part of the pipeline stopped or failed.*stage-anomaly stopped: "
                                                r"BackendError: bus read failed: connection reset"):
             rt.run("sim", duration_s=6, status=False)
     finally:
@@ -112,3 +112,32 @@ def test_up_reports_a_dead_stage_in_health_and_ends_with_an_error(tmp_path: Path
     assert degraded and all(code == 200 for code, body in seen), seen[-1]
     assert "stage-anomaly stopped: BackendError: bus read failed: connection reset" in degraded[-1]["detail"]
     assert rt.worker.stats.bars > 0  # the bars went on meanwhile
+
+
+def test_up_reports_a_stage_that_fails_on_every_batch(tmp_path: Path, monkeypatch) -> None:
+    """A stage whose every batch raises keeps its thread (each batch is skipped and logged), so
+    nothing "stops"; /health still says it is failing, and the run ends with an error."""
+    import httpx
+
+    from tickwise.anomaly.stage import AnomalyStage
+
+    def broken(self, bars):  # type: ignore[no-untyped-def]
+        raise RuntimeError("anomaly model file is corrupt")
+
+    monkeypatch.setattr(AnomalyStage, "on_bars", broken)
+    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0, api_port=0,
+                             anomaly_detectors="zscore")
+    rt = Runtime(settings, lake=False)
+    rt.start_services(dashboard=False)
+    assert rt.services is not None
+    try:
+        with pytest.raises(BackendError, match=r"stage anomaly failed on \d+ batch\(es\) of bars, which it skipped "
+                                               r"\(last: RuntimeError: anomaly model file is corrupt\)"):
+            rt.run("sim", duration_s=4, status=False)
+        body = httpx.get(rt.services.api_url + "/api/v1/health", timeout=5).json()
+    finally:
+        rt.close()
+    assert body["status"] == "degraded"
+    assert "stage-anomaly failing: its last" in body["detail"]
+    assert "RuntimeError: anomaly model file is corrupt" in body["detail"]
+    assert rt.worker.stats.bars > 0

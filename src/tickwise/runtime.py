@@ -207,15 +207,20 @@ class Runtime:
         if self.worker_failed:
             raise BackendError("the pipeline worker stopped with an error (logged above); bars up to its "
                                "last commit are stored")
-        if self.supervisor.failures:
-            raise BackendError(f"part of the pipeline stopped during the run ({'; '.join(self.supervisor.failures)}); "
-                               "the rest ran to the end")
+        skipped = [f"stage {r.stage.name} failed on {r.errors} batch(es) of bars, which it skipped (last: {r.last_error})"
+                   for r in self.stage_runners if r.errors]
+        if self.supervisor.failures or skipped:
+            raise BackendError(f"part of the pipeline stopped or failed during the run "
+                               f"({'; '.join([*self.supervisor.failures, *skipped])}); the rest ran to the end")
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
                        self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started)
 
     def stopped_parts(self) -> list[str]:
-        """The threads of this run that stopped with an error (for /health)."""
-        return list(self.supervisor.failures)
+        """The parts of this run that stopped with an error, and the stages whose latest batch
+        of bars failed (skipped, logged; for /health)."""
+        failing = [f"stage-{r.stage.name} failing: its last {r.failing} batch(es) of bars were skipped "
+                   f"({r.last_error})" for r in self.stage_runners if r.failing]
+        return [*self.supervisor.failures, *failing]
 
     @property
     def worker_failed(self) -> bool:

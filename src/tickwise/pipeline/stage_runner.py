@@ -52,6 +52,9 @@ class StageRunner:
         self.commit_interval_s = commit_interval_ms / 1000
         self._last_ts: dict[tuple[str, str], int] = {}
         self.errors = 0
+        #: batches in a row the stage failed on (0 after one it handled), and the last error
+        self.failing = 0
+        self.last_error = ""
         self.bars_seen = 0
 
     def _fresh(self, bars: pl.DataFrame) -> pl.DataFrame:
@@ -77,8 +80,11 @@ class StageRunner:
         if bars.height:
             try:
                 out = self.stage.on_bars(bars)
-            except Exception:  # the supervisor: a failing stage must not stop the pipeline
+                self.failing = 0
+            except Exception as exc:  # the supervisor: a failing stage must not stop the pipeline
                 self.errors += 1
+                self.failing += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("stage %s failed on %d bars; they are skipped", self.stage.name, bars.height)
                 out = StageOutput()
             if out.tables:
