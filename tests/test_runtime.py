@@ -20,6 +20,17 @@ class BrokenWarehouse(DuckDBWarehouse):
         super().commit(writes, checkpoints)
 
 
+def _up_with_api(tmp_path: Path) -> Runtime:
+    """What `tickwise up` runs (the simulator, 1s bars, the stages with zscore anomalies), with
+    its API on a free port and no dashboard."""
+    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0, api_port=0,
+                             anomaly_detectors="zscore")
+    rt = Runtime(settings, lake=False)
+    rt.start_services(dashboard=False)
+    assert rt.services is not None
+    return rt
+
+
 def test_runtime_stops_and_reports_when_the_worker_dies(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0)
     rt = Runtime(settings, bus=MemoryBus(partitions=1), warehouse=BrokenWarehouse(str(tmp_path / "w.duckdb")),
@@ -82,11 +93,7 @@ def test_up_reports_a_dead_stage_in_health_and_ends_with_an_error(tmp_path: Path
         return step(self, timeout_s)
 
     monkeypatch.setattr(StageRunner, "step", broken)
-    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0, api_port=0,
-                             anomaly_detectors="zscore")
-    rt = Runtime(settings, lake=False)
-    rt.start_services(dashboard=False)
-    assert rt.services is not None
+    rt = _up_with_api(tmp_path)
     url = rt.services.api_url + "/api/v1/health"
     seen: list[tuple[int, dict]] = []
     done = threading.Event()
@@ -125,11 +132,7 @@ def test_up_reports_a_stage_that_fails_on_every_batch(tmp_path: Path, monkeypatc
         raise RuntimeError("anomaly model file is corrupt")
 
     monkeypatch.setattr(AnomalyStage, "on_bars", broken)
-    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=500.0, api_port=0,
-                             anomaly_detectors="zscore")
-    rt = Runtime(settings, lake=False)
-    rt.start_services(dashboard=False)
-    assert rt.services is not None
+    rt = _up_with_api(tmp_path)
     try:
         with pytest.raises(BackendError, match=r"stage anomaly failed on \d+ batch\(es\) of bars, which it skipped "
                                                r"\(last: RuntimeError: anomaly model file is corrupt\)"):
