@@ -166,6 +166,37 @@ def test_two_stages_sharing_a_warehouse_each_resend_only_their_symbols(tmp_path,
     assert all(pending[aid] == sym for aid, sym in sent)
 
 
+def test_a_pending_delivery_sent_meanwhile_by_another_worker_is_not_resent(tmp_path, caplog):
+    """A worker loads the pending deliveries at start and resends a symbol's once its bars
+    arrive; by then the worker that owned the symbol before a rebalance may have delivered
+    them. The table is asked again, so nothing is sent twice."""
+    from tickwise.anomaly.stage import alert_rows
+
+    anomaly = {"symbol": "AAPL", "timeframe": "1m", "ts": 60 * 10**9, "detector": "zscore", "score": 9.0,
+               "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+    other = {**anomaly, "ts": 120 * 10**9}
+    saved = [Delivery(Alert("a1", "r", anomaly), "memory", attempts=2), Delivery(Alert("a2", "r", other), "memory")]
+    warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    warehouse.commit({ALERTS.name: alert_rows(saved).to_arrow()})
+    sink = MemoryNotifier()
+    caplog.set_level(logging.INFO, logger="tickwise.anomaly.stage")
+    stage = _stage(warehouse, notifiers=[sink])  # loads both as pending
+    try:
+        # the previous owner delivers a1 before this worker sees a bar of AAPL
+        warehouse.commit({ALERTS.name: alert_rows([Delivery(saved[0].alert, "memory", status="sent",
+                                                             attempts=3)]).to_arrow()})
+        bar = pl.DataFrame({"symbol": ["AAPL"], "timeframe": ["1d"], "open": [1.0], "high": [1.0], "low": [1.0],
+                            "close": [1.0], "volume": [1.0]}).with_columns(
+            pl.lit(180 * 10**9).cast(pl.Datetime("ns", "UTC")).alias("ts"))
+        stage.on_bars(bar)
+        assert stage.outbox.flush(timeout_s=5)
+    finally:
+        stage.close()
+        warehouse.close()
+    assert [p["alert_id"] for p in sink.sent] == ["a2"]
+    assert any("1 pending alert deliveries were delivered by another worker" in r.getMessage() for r in caplog.records)
+
+
 def _saved(aid: str, **kw: object) -> Delivery:
     return Delivery(Alert(aid, "r", {"symbol": "AAPL", "ts": 0}), "memory", **kw)  # type: ignore[arg-type]
 

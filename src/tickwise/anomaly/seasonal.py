@@ -26,7 +26,7 @@ Daily and longer bars have one slot, so detectors turn this on for intraday bars
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -95,8 +95,6 @@ class Seasonality:
 
     def for_columns(self, width: int) -> Seasonality:
         """These settings with the columns a spec of ``width`` features has."""
-        from dataclasses import replace
-
         return replace(self, columns=tuple(c for c in self.columns if c < width))
 
     def slots(self, ts: pl.Series | Sequence[int] | np.ndarray) -> np.ndarray:

@@ -99,6 +99,7 @@ class AnomalyStage:
                                   max_remembered=alert_memory)
         self.outbox = outbox or Outbox(list(notifiers or [LogNotifier()]))
         self._saved: dict[str, list[Delivery]] = {}
+        self._warehouse = warehouse
         if warehouse is not None:
             self._restore(warehouse)
 
@@ -132,9 +133,27 @@ class AnomalyStage:
 
     def _restore_symbols(self, symbols: Sequence[str]) -> None:
         due = [d for s in symbols for d in self._saved.pop(s, [])]
+        if due and self._warehouse is not None:
+            due = self._still_pending(due)
         if due:
             restored = self.outbox.restore(due)
             log.info("re-queued %d pending alert deliveries for %s", len(restored), ", ".join(sorted(set(symbols))))
+
+    def _still_pending(self, due: list[Delivery]) -> list[Delivery]:
+        # What this stage loaded at start may have been delivered since by the worker that
+        # owned the symbol's partition then (a rebalance moved it here): ask the table again.
+        assert self._warehouse is not None
+        now: dict[tuple[str, str], str] = {}
+        for symbol in sorted({str(d.alert.anomaly["symbol"]) for d in due}):
+            first = min(int(d.alert.anomaly.get("ts") or 0) for d in due  # type: ignore[call-overload]
+                        if str(d.alert.anomaly["symbol"]) == symbol)
+            rows = pl.from_arrow(self._warehouse.read(ALERTS.name, where={"symbol": symbol}, start_ts=first))
+            now.update({(r["alert_id"], r["notifier"]): r["status"] for r in rows.iter_rows(named=True)})  # type: ignore[union-attr]
+        keep = [d for d in due if now.get((d.alert.alert_id, d.notifier), "pending") == "pending"]
+        if len(keep) < len(due):
+            log.info("%d pending alert deliveries were delivered by another worker meanwhile; not resent",
+                     len(due) - len(keep))
+        return keep
 
     def _engine(self, timeframe: str, detector: str) -> MultiSymbolDetector:
         key = (timeframe, detector)
