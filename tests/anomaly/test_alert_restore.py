@@ -111,11 +111,22 @@ def test_stage_restart_delivers_pending_alerts_once_with_same_payload(warehouse_
     assert len(warnings) == 1 and f"{len(pending)} pending" in warnings[0] and "pager" in warnings[0]
 
 
+def _aapl_anomaly(ts: int) -> dict[str, object]:
+    return {"symbol": "AAPL", "timeframe": "1m", "ts": ts, "detector": "zscore", "score": 9.0,
+            "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+
+
+def _aapl_bar(ts: int) -> pl.DataFrame:
+    """One flat daily AAPL bar: enough for the stage to re-queue AAPL's pending deliveries."""
+    return pl.DataFrame({"symbol": ["AAPL"], "timeframe": ["1d"], "open": [1.0], "high": [1.0], "low": [1.0],
+                         "close": [1.0], "volume": [1.0]}).with_columns(
+        pl.lit(ts).cast(pl.Datetime("ns", "UTC")).alias("ts"))
+
+
 def test_stage_restart_without_anomaly_row_resends_with_nulls_and_warns(tmp_path, caplog):
     from tickwise.anomaly.stage import alert_rows
 
-    anomaly = {"symbol": "AAPL", "timeframe": "1m", "ts": 60 * 10**9, "detector": "zscore", "score": 9.0,
-               "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+    anomaly = _aapl_anomaly(60 * 10**9)
     saved = Delivery(Alert("a1", "r", anomaly, suppressed=4), "memory", attempts=2, last_error="503")
     warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
     warehouse.commit({ALERTS.name: alert_rows([saved]).to_arrow()})  # no anomalies row committed
@@ -124,10 +135,7 @@ def test_stage_restart_without_anomaly_row_resends_with_nulls_and_warns(tmp_path
     stage = _stage(warehouse, notifiers=[sink])
     try:
         assert stage.outbox.deliveries() == []  # nothing is resent before a bar of AAPL arrives
-        bar = pl.DataFrame({"symbol": ["AAPL"], "timeframe": ["1d"], "open": [1.0], "high": [1.0], "low": [1.0],
-                            "close": [1.0], "volume": [1.0]}).with_columns(
-            pl.lit(120 * 10**9).cast(pl.Datetime("ns", "UTC")).alias("ts"))
-        stage.on_bars(bar)
+        stage.on_bars(_aapl_bar(120 * 10**9))
         assert stage.outbox.flush(timeout_s=5)
     finally:
         stage.close()
@@ -172,8 +180,7 @@ def test_a_pending_delivery_sent_meanwhile_by_another_worker_is_not_resent(tmp_p
     them. The table is asked again, so nothing is sent twice."""
     from tickwise.anomaly.stage import alert_rows
 
-    anomaly = {"symbol": "AAPL", "timeframe": "1m", "ts": 60 * 10**9, "detector": "zscore", "score": 9.0,
-               "threshold": 5.0, "kind": "gap", "explanation": "gap +9.0 sigma", "ts_detected": 10**18}
+    anomaly = _aapl_anomaly(60 * 10**9)
     other = {**anomaly, "ts": 120 * 10**9}
     saved = [Delivery(Alert("a1", "r", anomaly), "memory", attempts=2), Delivery(Alert("a2", "r", other), "memory")]
     warehouse = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
@@ -185,10 +192,7 @@ def test_a_pending_delivery_sent_meanwhile_by_another_worker_is_not_resent(tmp_p
         # the previous owner delivers a1 before this worker sees a bar of AAPL
         warehouse.commit({ALERTS.name: alert_rows([Delivery(saved[0].alert, "memory", status="sent",
                                                              attempts=3)]).to_arrow()})
-        bar = pl.DataFrame({"symbol": ["AAPL"], "timeframe": ["1d"], "open": [1.0], "high": [1.0], "low": [1.0],
-                            "close": [1.0], "volume": [1.0]}).with_columns(
-            pl.lit(180 * 10**9).cast(pl.Datetime("ns", "UTC")).alias("ts"))
-        stage.on_bars(bar)
+        stage.on_bars(_aapl_bar(180 * 10**9))
         assert stage.outbox.flush(timeout_s=5)
     finally:
         stage.close()
