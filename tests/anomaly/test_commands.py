@@ -112,3 +112,18 @@ def test_evaluate_anomaly_classifier_exclude_must_name_training_symbols(tmp_path
     assert isinstance(result.exception, InputError), result.output
     assert message in str(result.exception) and "AAPL, GOOG, IBM, MSFT" in str(result.exception)
     assert not (tmp_path / "e.json").exists()
+
+
+def test_evaluate_anomaly_lists_every_false_alarm_with_its_explanation(tmp_path):
+    src = shared_file("goog_daily_backtesting.csv")
+    out, alarms = tmp_path / "eval.json", tmp_path / "fa.csv"
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(src), "--detectors", "zscore,divergence",
+                                      "--quick", "--seed", "7,8", "--json", str(out), "--false-alarms", str(alarms)])
+    assert result.exit_code == 0, result.output
+    counted = {r["detector"]: r["false_alarms"] for r in json.loads(out.read_text())["rows"]}
+    listed = pl.read_csv(alarms, try_parse_dates=True)
+    assert counted["zscore"] > 0
+    assert listed.group_by("detector").len().sort("detector").rows() == sorted(counted.items())
+    assert listed["explanation"].str.len_chars().min() > 0 and set(listed["seed"]) <= {7, 8}
+    assert (listed["score"] > listed["threshold"]).all() and listed["ts"].null_count() == 0
+    assert f"wrote {listed.height} false alarms" in result.output

@@ -89,6 +89,21 @@ def score_flags(flags: np.ndarray, events: Sequence[Event], tally: Tally, *, sta
     tally.bars += n - start
 
 
+def _false_alarms(det: object, scored: object, thresholds: np.ndarray, flags: np.ndarray,
+                  events: Sequence[Event], bars: pl.DataFrame, tolerance: int, *, detector: str, run: str,
+                  seed: int) -> list[dict[str, object]]:
+    in_event = np.zeros(flags.shape[0], dtype=bool)
+    for e in events:
+        in_event[e.start:e.end + tolerance + 1] = True
+    symbol = bars["symbol"] if "symbol" in bars.columns else None
+    ts = bars["ts"] if "ts" in bars.columns else None
+    return [{"detector": detector, "run": run, "seed": seed,
+             "symbol": None if symbol is None else symbol[i], "row": i, "ts": None if ts is None else ts[i],
+             "score": float(scored.score[i]), "threshold": float(thresholds[i]),  # type: ignore[attr-defined]
+             "explanation": det.explain(scored, i).text}  # type: ignore[attr-defined]
+            for i in np.flatnonzero(flags & ~in_event).tolist()]
+
+
 @dataclass(slots=True)
 class Report:
     """Evaluation results: one row per (detector, kind), plus the settings used."""
@@ -109,7 +124,8 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
              tolerance: int = 1, seed: int | Sequence[int] = 7, schedule: Schedule | None = None,
              magnitude: tuple[float, float] = (6.0, 10.0), mixed: bool = True,
              per_kind: bool = True, options: dict[str, dict[str, object]] | None = None,
-             time_of_day: str = "auto", tz: str = "America/New_York") -> Report:
+             time_of_day: str = "auto", tz: str = "America/New_York",
+             false_alarms: list[dict[str, object]] | None = None) -> Report:
     """Inject, score and count; see the module docstring.
 
     ``per_kind=False`` runs only the mixed set (all kinds together); ``options`` passes
@@ -117,7 +133,10 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     repeat the whole measurement with other injections (series ``i`` is injected with seed
     ``s + i``) and pool the counts: one seed's F1 over about 150 events moves by a few
     hundredths with the draw. ``time_of_day``: intraday series are measured against their
-    own time of day (``"auto"``, in exchange time zone ``tz``) or not (``"off"``).
+    own time of day (``"auto"``, in exchange time zone ``tz``) or not (``"off"``). Given a list
+    as ``false_alarms``, every false alarm is appended to it (detector, run, seed, symbol, bar
+    time, score, threshold, explanation), so the real bars counted against a detector can be
+    looked at one by one.
 
     Examples
     --------
@@ -146,10 +165,15 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
             for k, bars, events in injected:
                 season = season_for(bars["ts"] if "ts" in bars.columns else None, time_of_day, tz=tz)
                 det = make_detector(name, schedule=schedule, seed=k, seasonality=season, **options.get(name, {}))
-                scores = det.score(bars).score
-                flags = scores > tail_thresholds(scores, threshold_settings(name, q=q))
+                scored = det.score(bars)
+                scores = scored.score
+                thresholds = tail_thresholds(scores, threshold_settings(name, q=q))
+                flags = scores > thresholds
                 flags[:start] = False
                 score_flags(flags, events, tally, start=start, tolerance=tolerance)
+                if false_alarms is not None:
+                    false_alarms.extend(_false_alarms(det, scored, thresholds, flags, events, bars, tolerance,
+                                                      detector=name, run=label, seed=k))
             rows.append(tally.row())
     settings = {"rate": rate, "start": start, "q": q, "tolerance": tolerance,
                 "seed": seeds[0] if len(seeds) == 1 else seeds,

@@ -224,6 +224,8 @@ def register(app: typer.Typer) -> None:
         time_of_day: Annotated[str, typer.Option(
             "--time-of-day", help="auto: intraday series against their own time of day; off: not")] = "auto",
         tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
+        false_alarms_out: Annotated[Path | None, typer.Option(
+            "--false-alarms", help="Also write every false alarm (a flagged real bar) with its explanation to this CSV")] = None,
     ) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
@@ -291,9 +293,10 @@ def register(app: typer.Typer) -> None:
             note = first_use_note(training)
             if note:
                 typer.echo(note, err=True)
+        alarms: list[dict[str, object]] | None = [] if false_alarms_out is not None else None
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
                           magnitude=(lo, hi), seed=seeds, per_kind=not quick, options=options,
-                          time_of_day=time_of_day, tz=tz)
+                          time_of_day=time_of_day, tz=tz, false_alarms=alarms)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "
@@ -304,3 +307,12 @@ def register(app: typer.Typer) -> None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(report.to_dict(), indent=2))
             typer.echo(f"wrote {json_out}")
+        if false_alarms_out is not None and alarms is not None:
+            import polars as pl
+
+            false_alarms_out.parent.mkdir(parents=True, exist_ok=True)
+            schema = {"detector": pl.Utf8, "run": pl.Utf8, "seed": pl.Int64, "symbol": pl.Utf8, "row": pl.Int64,
+                      "ts": pl.Datetime("us", "UTC"), "score": pl.Float64, "threshold": pl.Float64,
+                      "explanation": pl.Utf8}
+            pl.DataFrame(alarms, schema=schema).write_csv(false_alarms_out)
+            typer.echo(f"wrote {len(alarms)} false alarms (real bars flagged) to {false_alarms_out}")
