@@ -48,10 +48,14 @@ class AnomalyStage:
     stage's notifiers are loaded at start and re-queued (`Outbox.restore`: attempts continue
     from the stored count) when the stage first sees a bar of their symbol: with several
     workers sharing a warehouse, only the one whose partitions carry the symbol resends
-    them. Pending deliveries for notifiers no longer configured are left as they are and
+    them, and only those the table still holds as pending then (another worker may have sent
+    them since). Pending deliveries for notifiers no longer configured are left as they are and
     logged once. The router's memory is restored from the same table (`AlertRouter.restore`,
     the newest ``alert_memory`` alerts): an anomaly replayed after the restart raises no
     second alert, and each (symbol, rule) cooldown runs on from its newest alert.
+
+    With ``time_of_day="auto"``, bars of timeframes from 1m to under a day are measured
+    against their own slot of the day in exchange time zone ``tz`` (`tickwise.anomaly.seasonal`).
 
     Examples
     --------
