@@ -158,8 +158,8 @@ def is_intraday(ts: pl.Series | np.ndarray) -> bool:
 
 class SeasonBank:
     """Per (symbol row, slot) profiles of a feature matrix's `Seasonality.columns`, in dense
-    arrays (a row holds all `SLOTS` minutes of the day: about 0.1 MB per symbol), so a step
-    over 500 symbols is a few array operations.
+    arrays over the slots seen so far (US stocks' 1m bars: 390 slots, about 40 KB per symbol
+    for six features), so a step over 500 symbols is a few array operations.
 
     Examples
     --------
@@ -177,14 +177,27 @@ class SeasonBank:
         self.season = season
         self._cols = np.array(season.columns, dtype=np.int64)
         f = self._cols.size
-        self._level = np.zeros((capacity, SLOTS, f))
-        self._dev = np.full((capacity, SLOTS, f), np.nan)
-        self._count = np.zeros((capacity, SLOTS), dtype=np.int64)
+        self._index = np.full(SLOTS, -1, dtype=np.int64)  # minute of the day -> its column here
+        self._level = np.zeros((capacity, 8, f))
+        self._dev = np.full((capacity, 8, f), np.nan)
+        self._count = np.zeros((capacity, 8), dtype=np.int64)
         self._level_sum = np.zeros((capacity, f))
         self._dev_sum = np.zeros((capacity, f))
         self._ready = np.zeros(capacity, dtype=np.int64)
 
-    def _fit(self, rows: np.ndarray) -> None:
+    def _fit(self, rows: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        """Room for these rows and slots; returns the slots' columns."""
+        cols = self._index[slots]
+        if np.any(cols < 0):
+            for minute in np.unique(slots[cols < 0]).tolist():
+                self._index[minute] = int(self._index.max()) + 1
+            cols = self._index[slots]
+            width = int(self._index.max()) + 1
+            if width > self._count.shape[1]:
+                w = max(width, 2 * self._count.shape[1])
+                self._level = _widened(self._level, w, 0.0)
+                self._dev = _widened(self._dev, w, np.nan)
+                self._count = _widened(self._count, w, 0)
         need = int(rows.max()) + 1 if rows.size else 0
         if need > self._ready.shape[0]:
             cap = max(need, 2 * self._ready.shape[0])
@@ -194,12 +207,13 @@ class SeasonBank:
             self._level_sum = _grown(self._level_sum, cap, 0.0)
             self._dev_sum = _grown(self._dev_sum, cap, 0.0)
             self._ready = _grown(self._ready, cap, 0)
+        return cols
 
     def adjust(self, rows: np.ndarray, slots: np.ndarray, raw: FloatArray) -> FloatArray:
         """``raw`` (one row per symbol) with its columns mapped onto each symbol's all-day profile."""
         if not self._cols.size:
             return raw
-        self._fit(rows)
+        slots = self._fit(rows, slots)
         n = self._ready[rows]
         active = (self._count[rows, slots] >= self.season.min_count) & (n >= 2)
         out = raw.copy()
@@ -218,7 +232,7 @@ class SeasonBank:
         """Learn one raw row per symbol (distinct symbols) into its slot's profile."""
         if not self._cols.size:
             return
-        self._fit(rows)
+        slots = self._fit(rows, slots)
         x = raw[:, self._cols]
         count, level, dev = self._count[rows, slots], self._level[rows, slots], self._dev[rows, slots]
         was = count >= self.season.min_count
@@ -264,6 +278,12 @@ def adjust_series(raw: FloatArray, slots: np.ndarray, season: Seasonality) -> Fl
     season_kernel(x, np.ascontiguousarray(slots, dtype=np.int64), season.alpha, season.min_count, season.clip,
                   MAX_RATIO, SLOTS, adjusted)
     out[:, cols] = adjusted
+    return out
+
+
+def _widened(a: np.ndarray, width: int, fill: float) -> np.ndarray:
+    out = np.full((a.shape[0], width, *a.shape[2:]), fill, dtype=a.dtype)
+    out[:, : a.shape[1]] = a
     return out
 
 
