@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     lake_secret_key: str = ""
     lake_region: str = "us-east-1"
     timeframes: Annotated[list[str], NoDecode] = ["1s", "1m", "5m"]
+    #: time zone of date-times without an offset in the files read (import, replay, detect, ...)
+    input_tz: str = "UTC"
     lateness_ms: int = 1000
     idle_close_ms: int = 1500
     #: partitions of the ``ticks`` topic; default 1 on ``memory://`` (one process owns them
@@ -101,6 +103,17 @@ class Settings(BaseSettings):
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("input_tz", "anomaly_tz")
+    @classmethod
+    def _check_tz(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"must name a time zone like UTC or America/New_York, was {value!r}") from None
         return value
 
     @field_validator("anomaly_time_of_day")
@@ -211,6 +224,12 @@ def parse_backend_url(setting: str, url: str) -> BackendUrl:
     if parsed.scheme == "s3" and not parsed.netloc:
         raise ConfigError(f"setting TICKWISE_LAKE needs a bucket, like s3://bucket/prefix, was {url!r}")
     return BackendUrl(parsed.scheme, url, parsed.hostname or "", port, parsed.path)
+
+
+def input_tz() -> str:
+    """The time zone of date-times without an offset in the files commands read
+    (``TICKWISE_INPUT_TZ``, default UTC)."""
+    return load_settings().input_tz
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -54,7 +54,7 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
     path = Path(source)
     if not path.exists():
         raise InputError(f"source must be sim, tcp://HOST:PORT or an existing file, was {source!r}")
-    return replay(file_ticks(path, symbol=symbol, timeframe=timeframe), stop, speed=speed)
+    return replay(file_ticks(path, symbol=symbol, timeframe=timeframe, tz=settings.input_tz), stop, speed=speed)
 
 
 class Supervisor:

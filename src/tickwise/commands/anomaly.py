@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tickwise.config import input_tz
 from tickwise.exceptions import DataError, InputError
 
 #: The real series `evaluate-anomaly` uses by default (they ship beside the repository).
@@ -118,7 +119,7 @@ def register(app: typer.Typer) -> None:
         if _is_bars(data) and column is None:
             from tickwise.sources.files import read_bars
 
-            bars = read_bars(data)
+            bars = read_bars(data, tz=input_tz())
             if symbol is not None:
                 bars = bars.filter(pl.col("symbol") == symbol)
                 if bars.height == 0:
@@ -264,7 +265,7 @@ def register(app: typer.Typer) -> None:
         series = []
         seen: set[tuple[str, int, float]] = set()
         for f in files:
-            bars = read_bars(f)
+            bars = read_bars(f, tz=input_tz())
             for (_sym,), part in bars.group_by(["symbol"], maintain_order=True):
                 part = part.sort("ts")
                 sig = (str(part["ts"][0]), part.height, float(part["close"].sum()))

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tickwise.config import input_tz
 from tickwise.exceptions import DataError, InputError
 
 Data = Annotated[str | None, typer.Option("--data", help="A bar file (CSV, Kaggle .txt, yfinance CSV, Parquet); default: the warehouse")]
@@ -31,7 +32,7 @@ def load_series(source: str | None, symbol: str | None, *, timeframe: str, last:
     if source is not None and Path(source).exists():
         from tickwise.sources.files import read_bars
 
-        bars = read_bars(source)
+        bars = read_bars(source, tz=input_tz())
         names = bars["symbol"].unique().sort().to_list()
         if symbol is not None and symbol in names:
             bars = bars.filter(pl.col("symbol") == symbol)

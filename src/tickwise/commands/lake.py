@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from tickwise.config import input_tz
 from tickwise.exceptions import InputError
 
 lake_app = typer.Typer(
@@ -171,7 +172,7 @@ def load_cmd(
     """Write the bars of a file into the lake's processed zone (dataset ``bars``)."""
     from tickwise.sources.files import read_bars
 
-    bars = read_bars(path, symbol=symbol, timeframe=timeframe)
+    bars = read_bars(path, symbol=symbol, timeframe=timeframe, tz=input_tz())
     opened = _open(lake)
     files = opened.write("bars", bars.to_arrow())
     typer.echo(f"wrote {bars.height:,} bars of {bars['symbol'].n_unique()} symbols into {files} files "

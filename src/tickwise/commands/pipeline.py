@@ -234,7 +234,7 @@ def register(app: typer.Typer) -> None:
         warehouse = composition.build_warehouse(settings)
         try:
             for path in files:
-                loaded = load_bars(path, symbol=symbol, timeframe=timeframe)
+                loaded = load_bars(path, symbol=symbol, timeframe=timeframe, tz=settings.input_tz)
                 if loaded.kind == "ticks":
                     from tickwise.bus.memory import MemoryBus
 

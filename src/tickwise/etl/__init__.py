@@ -42,7 +42,7 @@ def load_etl_bars(settings: Settings, *, data: Path | None = None, source: str =
         from tickwise.sources.files import read_bars
 
         bars = read_bars(data, symbol=symbols[0] if symbols and len(symbols) == 1 else None,
-                         timeframe=timeframe)
+                         timeframe=timeframe, tz=settings.input_tz)
     elif source == "lake":
         from tickwise.lake import lake_for
 

@@ -14,7 +14,10 @@ Recognised without options:
 - tick files: columns ``price`` and ``size`` (or ``qty``/``quantity``/``volume``) with a
   timestamp column and a symbol column.
 
-Dates without a zone are read as UTC; dates with an offset are converted to UTC.
+Dates with an offset are converted to UTC. Date-times without one are read in the file's
+time zone, ``tz`` (default UTC; the setting ``TICKWISE_INPUT_TZ`` for the commands): a vendor's
+``2024-07-01 09:30`` in New York time is 13:30 UTC. Plain dates (daily bars) are UTC midnight
+whatever ``tz`` says.
 Rows that break bar invariants are not dropped: `load_bars` returns them separately with
 a reason, for the dead-letter table.
 """
@@ -111,9 +114,37 @@ def _read_raw(path: Path) -> pl.DataFrame:
         raise InputError(f"{path}: not a readable CSV file ({exc})") from None
 
 
-def _parse_time(col: pl.Series) -> pl.Series:
+def check_tz(tz: str) -> str:
+    """``tz`` if it names a time zone, else an InputError.
+
+    Examples
+    --------
+    >>> check_tz("America/New_York")
+    'America/New_York'
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"input time zone must be a name like UTC or America/New_York, was {tz!r}") from None
+    return tz
+
+
+def _localised(parsed: pl.Series, tz: str) -> pl.Series:
+    """Naive date-times read as wall-clock time in ``tz``, in UTC."""
+    if tz == "UTC":
+        return parsed.dt.replace_time_zone("UTC")
+    out = parsed.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null")
+    gone = out.is_null() & parsed.is_not_null()
+    if gone.any():
+        raise InputError(f"timestamp {parsed.filter(gone)[0]} does not exist in {tz} (a daylight-saving gap)")
+    return out.dt.convert_time_zone("UTC")
+
+
+def _parse_time(col: pl.Series, tz: str = "UTC") -> pl.Series:
     if col.dtype == pl.Datetime:
-        dt = col if col.dtype.time_zone else col.dt.replace_time_zone("UTC")  # type: ignore[union-attr]
+        dt = col if col.dtype.time_zone else _localised(col, tz)  # type: ignore[union-attr]
         return dt.dt.convert_time_zone("UTC").dt.cast_time_unit("ns")
     if col.dtype == pl.Date:
         return col.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
@@ -129,7 +160,7 @@ def _parse_time(col: pl.Series) -> pl.Series:
         parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="ns")
         if parsed.null_count() == text.null_count():
             if parsed.dtype.time_zone is None:  # type: ignore[union-attr]
-                return parsed.dt.replace_time_zone("UTC")
+                return _localised(parsed, tz if "%H" in fmt else "UTC")
             return parsed.dt.convert_time_zone("UTC")
     raise InputError(
         f"timestamp column {col.name!r} must hold dates like 2024-01-31, 2024-01-31 09:30:00+00:00 "
@@ -137,7 +168,7 @@ def _parse_time(col: pl.Series) -> pl.Series:
     )
 
 
-def _normalise(raw: pl.DataFrame, path: Path, symbol: str | None) -> tuple[pl.DataFrame, str]:
+def _normalise(raw: pl.DataFrame, path: Path, symbol: str | None, tz: str = "UTC") -> tuple[pl.DataFrame, str]:
     lower = {c: c.strip().lower().replace(" ", "_") for c in raw.columns}
     time_col = None
     for name in _TIME_NAMES:
@@ -150,7 +181,7 @@ def _normalise(raw: pl.DataFrame, path: Path, symbol: str | None) -> tuple[pl.Da
             f"{path}: a date or datetime column is needed (date, datetime, timestamp, ts), "
             f"was columns {raw.columns}"
         )
-    out = {"ts": _parse_time(raw[time_col])}
+    out = {"ts": _parse_time(raw[time_col], tz)}
     for c, low in lower.items():
         canon = _CANON.get(low)
         if canon and canon not in out:
@@ -204,7 +235,8 @@ def _reject(frame: pl.DataFrame, mask: pl.Series, reason: str) -> pl.DataFrame:
     }, schema={"reason": pl.Utf8, "payload": pl.Utf8})
 
 
-def load_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None) -> BarFile:
+def load_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
+              tz: str = "UTC") -> BarFile:
     """Read a bars (or ticks) file into valid rows and rejected rows.
 
     Examples
@@ -218,7 +250,7 @@ def load_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | N
     path = Path(path)
     if timeframe is not None:
         timeframe_ns(timeframe)
-    frame, kind = _normalise(_read_raw(path), path, symbol)
+    frame, kind = _normalise(_read_raw(path), path, symbol, check_tz(tz))
     if kind == "ticks":
         return BarFile(frame, pl.DataFrame(schema={"reason": pl.Utf8, "payload": pl.Utf8}), "ticks")
     numeric = ["open", "high", "low", "close", "volume", "vwap"]
@@ -265,7 +297,8 @@ def load_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | N
     return BarFile(bars, rejected, "bars")
 
 
-def read_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None) -> pl.DataFrame:
+def read_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
+              tz: str = "UTC") -> pl.DataFrame:
     """Read the valid bars of a file (see `load_bars` for the rejected rows).
 
     Examples
@@ -276,7 +309,7 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | N
     >>> read_bars(p)["symbol"].to_list()
     ['AAPL']
     """
-    loaded = load_bars(path, symbol=symbol, timeframe=timeframe)
+    loaded = load_bars(path, symbol=symbol, timeframe=timeframe, tz=tz)
     if loaded.kind != "bars":
         raise InputError(f"{path}: expected bars (open, high, low, close), found a tick file")
     if loaded.bars.height == 0:
@@ -284,9 +317,9 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | N
     return loaded.bars
 
 
-def read_ticks(path: str | Path, *, symbol: str | None = None) -> pl.DataFrame:
+def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC") -> pl.DataFrame:
     """Read a tick file into the tick columns (symbol, ts_event ns, price, size, id)."""
-    loaded = load_bars(path, symbol=symbol)
+    loaded = load_bars(path, symbol=symbol, tz=tz)
     if loaded.kind != "ticks":
         raise InputError(f"{path}: expected ticks (price, size), found bars")
     frame = loaded.bars

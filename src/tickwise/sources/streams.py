@@ -60,13 +60,14 @@ def bars_to_ticks(bars: pl.DataFrame) -> pl.DataFrame:
     ).sort("ts_event", maintain_order=True)
 
 
-def file_ticks(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None) -> pl.DataFrame:
-    """All ticks of a file: its ticks, or four per bar for a bars file."""
-    loaded = load_bars(path, symbol=symbol, timeframe=timeframe)
+def file_ticks(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
+               tz: str = "UTC") -> pl.DataFrame:
+    """All ticks of a file: its ticks, or four per bar for a bars file (naive date-times in ``tz``)."""
+    loaded = load_bars(path, symbol=symbol, timeframe=timeframe, tz=tz)
     if loaded.kind == "ticks":
         from tickwise.sources.files import read_ticks
 
-        return read_ticks(path, symbol=symbol).sort("ts_event", maintain_order=True)
+        return read_ticks(path, symbol=symbol, tz=tz).sort("ts_event", maintain_order=True)
     return bars_to_ticks(loaded.bars)
 
 
