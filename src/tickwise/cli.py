@@ -53,6 +53,23 @@ def _register() -> None:
 _register()
 
 
+def _click_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """Click's Abort and ClickException classes: those of click itself and those of the copy
+    that newer typer versions vendor (``typer._click``), whose exceptions are not click's."""
+    import click
+
+    aborts: list[type[BaseException]] = [click.exceptions.Abort]
+    usage: list[type[BaseException]] = [click.ClickException]
+    try:
+        from typer._click import exceptions as vendored  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        aborts += [c for c in (getattr(vendored, "Abort", None),) if c is not None]
+        usage += [c for c in (getattr(vendored, "ClickException", None),) if c is not None]
+    return tuple(aborts), tuple(usage)
+
+
 def main() -> None:
     """Run the CLI; errors become one line on stderr and a non-zero exit code."""
     try:
@@ -67,13 +84,12 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # the supervisor: never show a user a traceback
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        aborts, usage = _click_exceptions()
+        if isinstance(exc, aborts):
             sys.exit(130)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        if isinstance(exc, usage):  # a missing or bad option: click's usage message
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         if os.environ.get("TICKWISE_DEBUG"):
             raise
         typer.echo(

@@ -241,9 +241,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ".".join(str(p) for p in first["loc"]) or "settings"
-        raise ConfigError(
-            f"setting TICKWISE_{name.upper()} is invalid: {first['msg']}, was {first.get('input')!r}"
-        ) from None
+        msg = str(first["msg"]).removeprefix("Value error, ")  # our validators' own words
+        was = "" if ", was " in msg else f", was {first.get('input')!r}"
+        raise ConfigError(f"setting TICKWISE_{name.upper()} is invalid: {msg}{was}") from None
     parse_backend_url("bus", settings.bus)
     parse_backend_url("warehouse", settings.warehouse_url)
     parse_backend_url("lake", settings.lake_url)
