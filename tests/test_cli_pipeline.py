@@ -80,6 +80,10 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
         (["ingest", "--source", "tcp://127.0.0.1:1"], {}, "shared bus"),
         (["detect", "--data", "x.csv"], {}, "Missing option '--out'"),  # click's usage error
         (["bars", "AAPL", "--nope"], {}, "No such option: --nope"),
+        (["up", "--duration", "-1", "--no-serve"], {}, "Invalid value for '--duration'"),
+        (["evaluate-anomaly", "--data", str(FIXTURES / "ibm.us.txt"), "--rate", "0.5"], {}, "--rate must be in (0, 0.05]"),
+        (["evaluate-anomaly", "--data", str(FIXTURES / "ibm.us.txt"), "--false-alarm-rate", "2"], {},
+         "--false-alarm-rate: q must be in"),
         (["detect", "--data", str(FIXTURES / "ibm.us.txt"), "--out", "o.csv"], {"TICKWISE_INPUT_TZ": "Eastern"},
          "setting TICKWISE_INPUT_TZ is invalid: must name a time zone like UTC or America/New_York, was 'Eastern'"),
     ],

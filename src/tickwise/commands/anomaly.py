@@ -238,6 +238,14 @@ def register(app: typer.Typer) -> None:
             if d not in DETECTORS:
                 raise InputError(f"--detectors must name {', '.join(DETECTORS)}, was {d!r}")
         kind_list = list(_kinds(kinds, "--kinds"))
+        if not 0 < rate <= 0.05:
+            raise InputError(f"--rate must be in (0, 0.05] events per bar (events stay 20 bars apart), was {rate}")
+        from tickwise.anomaly import ThresholdSettings
+
+        try:
+            ThresholdSettings(q=false_alarm_rate)
+        except ValueError as exc:
+            raise InputError(f"--false-alarm-rate: {exc}") from None
         try:
             lo, hi = (float(v) for v in magnitude.split(","))
         except ValueError:

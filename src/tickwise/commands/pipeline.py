@@ -15,7 +15,8 @@ import typer
 from tickwise.exceptions import InputError
 
 Source = Annotated[str, typer.Option("--source", help="sim, tcp://HOST:PORT, or a CSV/Parquet file of ticks or bars")]
-Duration = Annotated[float | None, typer.Option("--duration", help="Stop after this many seconds (default: until Ctrl-C)")]
+Duration = Annotated[float | None, typer.Option("--duration", min=0.0,
+                                                 help="Stop after this many seconds (default: until Ctrl-C)")]
 
 
 def _settings(**overrides: object):
