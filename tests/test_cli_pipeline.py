@@ -81,6 +81,8 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
         (["detect", "--data", "x.csv"], {}, "Missing option '--out'"),  # click's usage error
         (["bars", "AAPL", "--nope"], {}, "No such option: --nope"),
         (["up", "--duration", "-1", "--no-serve"], {}, "Invalid value for '--duration'"),
+        (["feed", "serve", "--port", "99999"], {}, "Invalid value for '--port'"),
+        (["serve"], {"TICKWISE_API_PORT": "99999"}, "TICKWISE_API_PORT is invalid: must be a TCP port"),
         (["evaluate-anomaly", "--data", str(FIXTURES / "ibm.us.txt"), "--rate", "0.5"], {}, "--rate must be in (0, 0.05]"),
         (["evaluate-anomaly", "--data", str(FIXTURES / "ibm.us.txt"), "--false-alarm-rate", "2"], {},
          "--false-alarm-rate: q must be in"),

@@ -138,6 +138,13 @@ class Settings(BaseSettings):
             raise ValueError(f"must be >= 0, was {value}")
         return value
 
+    @field_validator("api_port", "dashboard_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(f"must be a TCP port in 0-65535, was {value}")
+        return value
+
     @field_validator("partitions", "bus_capacity")
     @classmethod
     def _positive(cls, value: int | None) -> int | None:

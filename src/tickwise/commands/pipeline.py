@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
     @feed.command("serve")
     def feed_serve(
         host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="TCP port")] = 9009,
+        port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 9009,
         source: Annotated[str, typer.Option(help="sim, or a file to replay")] = "sim",
         speed: Annotated[float, typer.Option(help="Replay speed for a file")] = 1.0,
         rate: Annotated[float | None, typer.Option(help="Simulator ticks per second")] = None,

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     host: Annotated[str | None, typer.Option(help="address to bind (default: setting api_host, 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default: setting api_port, 8000)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: setting api_port, 8000)", min=0, max=65535)] = None,
     data_dir: Annotated[Path | None, typer.Option(help="data directory (default: setting data_dir)")] = None,
     with_dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="also run the dashboard")] = False,
 ) -> None:
@@ -58,7 +58,7 @@ def serve(
 def dashboard(
     api: Annotated[str | None, typer.Option(help="API base URL (default: http://<api_host>:<api_port>)")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind (default: setting api_host)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default: setting dashboard_port, 8501)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: setting dashboard_port, 8501)", min=0, max=65535)] = None,
     refresh: Annotated[float, typer.Option(min=0.2, help="seconds between chart updates")] = 1.0,
 ) -> None:
     """Run the live dashboard (Streamlit); it reads everything through the API."""
