@@ -108,12 +108,10 @@ class Settings(BaseSettings):
     @field_validator("input_tz", "anomaly_tz")
     @classmethod
     def _check_tz(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from tickwise.timeframes import is_time_zone
 
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"must name a time zone like UTC or America/New_York, was {value!r}") from None
+        if not is_time_zone(value):
+            raise ValueError(f"must name a time zone like UTC or America/New_York, was {value!r}")
         return value
 
     @field_validator("anomaly_time_of_day")

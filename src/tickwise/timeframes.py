@@ -11,6 +11,23 @@ _UNITS = {"ms": 1_000_000, "s": NS_PER_S, "m": 60 * NS_PER_S, "h": 3600 * NS_PER
 _PATTERN = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 
 
+def is_time_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this machine knows.
+
+    Examples
+    --------
+    >>> is_time_zone("America/New_York"), is_time_zone("Eastern"), is_time_zone("../etc")
+    (True, False, False)
+    """
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def timeframe_ns(timeframe: str) -> int:
     """Return the length of an interval string in nanoseconds.
 

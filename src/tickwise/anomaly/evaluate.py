@@ -76,10 +76,9 @@ def score_flags(flags: np.ndarray, events: Sequence[Event], tally: Tally, *, sta
     (1, 1, 0.5)
     """
     n = flags.shape[0]
-    in_event = np.zeros(n, dtype=bool)
+    in_event = event_mask(events, n, tolerance)
     for e in events:
         lo, hi = e.start, min(e.end + tolerance, n - 1)
-        in_event[lo:hi + 1] = True
         hits = np.flatnonzero(flags[lo:hi + 1])
         tally.events += 1
         if hits.size:
@@ -89,12 +88,19 @@ def score_flags(flags: np.ndarray, events: Sequence[Event], tally: Tally, *, sta
     tally.bars += n - start
 
 
+def event_mask(events: Sequence[Event], n: int, tolerance: int) -> np.ndarray:
+    """Per bar of ``n``: whether it lies in an event's window (its first bar to ``tolerance``
+    bars after its last), where a flag counts as a detection rather than a false alarm."""
+    in_event = np.zeros(n, dtype=bool)
+    for e in events:
+        in_event[e.start:min(e.end + tolerance, n - 1) + 1] = True
+    return in_event
+
+
 def _false_alarms(det: object, scored: object, thresholds: np.ndarray, flags: np.ndarray,
                   events: Sequence[Event], bars: pl.DataFrame, tolerance: int, *, detector: str, run: str,
                   seed: int) -> list[dict[str, object]]:
-    in_event = np.zeros(flags.shape[0], dtype=bool)
-    for e in events:
-        in_event[e.start:e.end + tolerance + 1] = True
+    in_event = event_mask(events, flags.shape[0], tolerance)
     symbol = bars["symbol"] if "symbol" in bars.columns else None
     ts = bars["ts"] if "ts" in bars.columns else None
     return [{"detector": detector, "run": run, "seed": seed,

@@ -267,13 +267,14 @@ def register(app: typer.Typer) -> None:
             Seasonality(tz=tz)
         except ConfigError as exc:
             raise InputError(f"--tz: {exc}") from None
+        file_tz = input_tz()
         files = data or sorted(p for p in SHARED_DATA.glob("*.csv"))
         if not files:
             raise InputError(f"no bar files given and none found in {SHARED_DATA}")
         series = []
         seen: set[tuple[str, int, float]] = set()
         for f in files:
-            bars = read_bars(f, tz=input_tz())
+            bars = read_bars(f, tz=file_tz)
             for (_sym,), part in bars.group_by(["symbol"], maintain_order=True):
                 part = part.sort("ts")
                 sig = (str(part["ts"][0]), part.height, float(part["close"].sum()))

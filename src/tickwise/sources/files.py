@@ -122,12 +122,10 @@ def check_tz(tz: str) -> str:
     >>> check_tz("America/New_York")
     'America/New_York'
     """
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from tickwise.timeframes import is_time_zone
 
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"input time zone must be a name like UTC or America/New_York, was {tz!r}") from None
+    if not is_time_zone(tz):
+        raise InputError(f"input time zone must be a name like UTC or America/New_York, was {tz!r}")
     return tz
 
 
