@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     #: slots of the day in this exchange time zone (tickwise.anomaly.seasonal)
     anomaly_time_of_day: str = "auto"
     anomaly_tz: str = "America/New_York"
+    #: stored bars per series the live detectors step through before its first bar after a
+    #: (re)start, so they score from that bar on (0: off)
+    anomaly_warmup_bars: int = 2100
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""
     alert_sns_topic_arn: str = ""
@@ -129,7 +132,7 @@ class Settings(BaseSettings):
         except InputError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms")
+    @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms", "anomaly_warmup_bars")
     @classmethod
     def _non_negative(cls, value: int) -> int:
         if value < 0:

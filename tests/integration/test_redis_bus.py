@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tickwise.bus.base import Rebalance
 from tickwise.bus.redis import RedisBus
 
 pytestmark = pytest.mark.integration
@@ -48,3 +49,78 @@ def test_redis_bus_read_latest_and_trim(redis_url: str) -> None:
     bus.trim_acked("bars.1m", 0)
     assert bus.lag("bars.1m", "g") == 0
     bus.close()
+
+
+def test_redis_renew_keeps_a_busy_member_s_partitions_and_reports_a_lease_it_lost(redis_url: str) -> None:
+    import time
+    import uuid
+
+    bus = RedisBus(redis_url, partitions=1, lease_ms=300)
+    group = f"busy-{uuid.uuid4().hex[:8]}"
+    a = bus.consumer("bars.1m", group=group, name="a")
+    assert a.rebalance().gained == (0,)
+    b = bus.consumer("bars.1m", group=group, name="b")
+    for _ in range(10):  # a is busy for a second, three leases long, and renews as it goes
+        time.sleep(0.1)
+        a.renew()
+        assert b.rebalance().gained == ()
+    assert a.owned() == (0,)
+    time.sleep(0.5)  # a stops renewing: its lease expires and b takes the partition
+    assert b.rebalance().gained == (0,)
+    a.renew()
+    assert a.owned() == ()
+    assert a.rebalance() == Rebalance(gained=(), lost=(0,))
+    bus.close()
+
+
+def test_stage_runner_keeps_its_partition_through_a_long_stage_call(redis_url: str) -> None:
+    """A stage call longer than a lease (an anomaly warm-up) renews through the runner's
+    keepalive; without it another worker takes the partition in the middle of the call."""
+    import datetime as dt
+    import threading
+    import time
+    import uuid
+
+    import polars as pl
+
+    from tickwise.codec import encode_table
+    from tickwise.pipeline.stage_runner import StageRunner
+    from tickwise.pipeline.stages import StageOutput
+    from tickwise.store.duckdb import DuckDBWarehouse
+
+    class Slow:
+        timeframes = ("1m",)
+
+        def __init__(self, renew: bool) -> None:
+            self.name, self.renew = f"slow-{uuid.uuid4().hex[:8]}", renew
+            self.keepalive = None
+
+        def on_bars(self, bars: pl.DataFrame) -> StageOutput:
+            end = time.monotonic() + 1.5
+            while time.monotonic() < end:
+                time.sleep(0.05)
+                if self.renew:
+                    self.keepalive()
+            return StageOutput()
+
+    bar = pl.DataFrame({"symbol": ["A"], "timeframe": ["1m"], "ts": [dt.datetime(2024, 1, 2, tzinfo=dt.UTC)],
+                        "close": [1.0]})
+    taken = {}
+    for renew in (True, False):
+        bus = RedisBus(redis_url, partitions=1, lease_ms=300)
+        stage = Slow(renew)
+        runner = StageRunner(bus, DuckDBWarehouse(":memory:"), stage)
+        runner.renew_every_s = 0.1  # a third of the test's lease, as 1 s is of the default 5 s
+        assert runner.consumers[0].rebalance().gained == (0,)
+        bus.publish("bars.1m", [encode_table(bar.to_arrow())])
+        busy = threading.Thread(target=runner.step, kwargs={"timeout_s": 1.0})
+        busy.start()
+        other = bus.consumer("bars.1m", group=stage.name, name="other")
+        gained: tuple[int, ...] = ()
+        while busy.is_alive() and not gained:
+            gained = other.rebalance().gained
+            time.sleep(0.05)
+        busy.join()
+        taken[renew] = gained
+        bus.close()
+    assert taken == {True: (), False: (0,)}

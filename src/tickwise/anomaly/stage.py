@@ -3,7 +3,10 @@ configured detector; anomalies go to the ``anomalies`` table and topic, and aler
 turn them into notifications delivered by a background outbox whose statuses land in the
 ``alerts`` table. Started with a warehouse, the stage re-queues the deliveries that table
 still holds as ``pending`` (each symbol's when its first bar arrives), so alerts left
-undelivered by a restart are sent after it.
+undelivered by a restart are sent after it. With a ``history`` of stored bars, each series
+the stage has not seen yet is first stepped through its last ``warmup_bars`` stored bars
+(scored and learned, nothing emitted), so a restarted stage goes on where it left off
+instead of being blind while its bands and thresholds warm up again.
 
 Bars of one call are processed in rounds: round k holds the k-th bar of every symbol in
 the call, so each round is one vectorised step over symbols.
@@ -14,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -32,7 +35,7 @@ from tickwise.bus.base import ANOMALIES as ANOMALIES_TOPIC
 from tickwise.codec import encode_json
 from tickwise.config import Settings
 from tickwise.exceptions import ConfigError
-from tickwise.pipeline.stages import StageOutput
+from tickwise.pipeline.stages import History, StageOutput, warehouse_history
 from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
 
@@ -57,6 +60,17 @@ class AnomalyStage:
     With ``time_of_day="auto"``, bars of timeframes from 1m to under a day are measured
     against their own slot of the day in exchange time zone ``tz`` (`tickwise.anomaly.seasonal`).
 
+    With ``history`` (`tickwise.pipeline.stages.warehouse_history`), the first bars of a
+    series this stage has not seen are preceded by up to ``warmup_bars`` of its stored bars
+    before them, run through the detectors exactly as live bars are (bands, time-of-day
+    profile, thresholds and model refits learn them) but emitting no anomaly and no alert:
+    after a restart or a failover each series is scored from its first bar on, with the
+    state an uninterrupted run would have had if ``warmup_bars`` covers what that state
+    remembers (the thresholds read the last 2,000 scores; the default 2,100 covers them and
+    the 60-bar bands). Without it a series scores nothing for its first 220 bars (20 for the
+    bands, 200 scores for a first threshold) and the Isolation Forest nothing until it has
+    2,000 windows for its first fit.
+
     Examples
     --------
     >>> from tickwise.alerts.notifiers import MemoryNotifier
@@ -72,12 +86,15 @@ class AnomalyStage:
                  rules: Sequence[AlertRule] | None = None, notifiers: Sequence[Notifier] | None = None,
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
                  window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000,
-                 time_of_day: str = "auto", tz: str = "America/New_York") -> None:
+                 time_of_day: str = "auto", tz: str = "America/New_York",
+                 history: History | None = None, warmup_bars: int = 2100) -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
         if alert_memory < 1:
             raise ConfigError(f"alert_memory must be >= 1 (alerts remembered across a restart), was {alert_memory}")
+        if warmup_bars < 0:
+            raise ConfigError(f"setting TICKWISE_ANOMALY_WARMUP_BARS must be >= 0, was {warmup_bars}")
         if time_of_day not in ("auto", "off"):
             raise ConfigError(f"setting TICKWISE_ANOMALY_TIME_OF_DAY must be auto or off, was {time_of_day!r}")
         # intraday timeframes are measured against their own time of day (tickwise.anomaly.seasonal)
@@ -103,6 +120,14 @@ class AnomalyStage:
                                   max_remembered=alert_memory)
         self.outbox = outbox or Outbox(list(notifiers or [LogNotifier()]))
         self._saved: dict[str, list[Delivery]] = {}
+        self._history = history
+        self._warmup_bars = warmup_bars
+        self._series: set[tuple[str, str]] = set()  # (symbol, timeframe) seen by this stage
+        #: stored bars stepped through to warm series up, and the seconds it took
+        self.warmed_bars = 0
+        self.warmup_s = 0.0
+        #: set by `StageRunner`: keeps its partitions while a warm-up runs longer than a lease
+        self.keepalive: Callable[[], None] | None = None
         self._warehouse = warehouse
         if warehouse is not None:
             self._restore(warehouse)
@@ -178,13 +203,8 @@ class AnomalyStage:
         if bars.height and self._saved:
             self._restore_symbols([s for s in bars.get_column("symbol").unique().to_list() if s in self._saved])
         if bars.height:
-            frame = bars.sort("ts").with_columns(
-                pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
-                pl.int_range(pl.len()).over("symbol", "timeframe").alias("_round"),
-            )
-            for (timeframe,), part in frame.group_by(["timeframe"], maintain_order=True):
-                for (_,), rnd in part.group_by(["_round"], maintain_order=True):
-                    rows.extend(self._round(str(timeframe), rnd))
+            self._warm_up(bars)
+            rows = self._rounds(bars, emit=True)
         if rows:
             table = pl.DataFrame(rows).with_columns(
                 pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("ts_detected").cast(pl.Datetime("ns", "UTC")))
@@ -196,15 +216,49 @@ class AnomalyStage:
             out.tables[ALERTS.name] = alert_rows(changes)
         return out
 
-    def _round(self, timeframe: str, rnd: pl.DataFrame) -> list[dict[str, object]]:
+    def _warm_up(self, bars: pl.DataFrame) -> None:
+        """Step series new to this stage through their stored bars before their first bar here."""
+        firsts = bars.group_by("symbol", "timeframe", maintain_order=True).agg(pl.col("ts").min().dt.epoch("ns"))
+        new = [(s, tf, t) for s, tf, t in firsts.iter_rows() if (s, tf) not in self._series]
+        self._series.update((s, tf) for s, tf, _ in new)
+        if not new or self._history is None or not self._warmup_bars:
+            return
+        start = time.perf_counter()
+        past = [self._history(s, tf, t, self._warmup_bars) for s, tf, t in new]
+        past = [p.select("symbol", "timeframe", "ts", *_FIELDS) for p in past if p.height]
+        if not past:
+            return
+        stored = pl.concat(past, how="vertical_relaxed")
+        self._rounds(stored, emit=False)
+        self.warmed_bars += stored.height
+        self.warmup_s += time.perf_counter() - start
+        log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s", len(past),
+                 stored.height, time.perf_counter() - start)
+
+    def _rounds(self, bars: pl.DataFrame, *, emit: bool) -> list[dict[str, object]]:
+        frame = bars.sort("ts").with_columns(
+            pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
+            pl.int_range(pl.len()).over("symbol", "timeframe").alias("_round"),
+        )
+        rows: list[dict[str, object]] = []
+        for (timeframe,), part in frame.group_by(["timeframe"], maintain_order=True):
+            for (_,), rnd in part.group_by(["_round"], maintain_order=True):
+                rows.extend(self._round(str(timeframe), rnd, emit=emit))
+                if self.keepalive is not None:
+                    self.keepalive()
+        return rows
+
+    def _round(self, timeframe: str, rnd: pl.DataFrame, *, emit: bool = True) -> list[dict[str, object]]:
         symbols = rnd.get_column("symbol").to_list()
         fields = {k: rnd.get_column(k).cast(pl.Float64).to_numpy() for k in _FIELDS}
         ts = rnd.get_column("_ts_ns").to_numpy()
-        found = []
+        found: list[dict[str, object]] = []
         # whole microseconds, as the warehouse keeps them: a restored alert sends the same payload
         now = time.time_ns() // 1000 * 1000
         for name in self.detector_names:
-            res = self._engine(timeframe, name).step(symbols, fields, ts=ts)
+            res = self._engine(timeframe, name).step(symbols, fields, ts=ts, explain=emit)
+            if not emit:
+                continue
             for i in np.flatnonzero(res.is_anomaly).tolist():
                 e = res.explanations[i]
                 found.append({
@@ -294,7 +348,8 @@ def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> Ano
     """Build the stage from settings (detectors, false-alarm rate, cooldown, notifiers).
 
     With ``warehouse`` (the running one, passed by `tickwise.app.build_stages`), pending
-    alert deliveries of an earlier run are re-queued.
+    alert deliveries of an earlier run are re-queued and each series warms up from its
+    stored bars (``TICKWISE_ANOMALY_WARMUP_BARS``).
     """
     notifiers: list[Notifier] = [LogNotifier()]
     if settings.alert_webhook_url:
@@ -306,4 +361,6 @@ def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> Ano
         rules=[AlertRule(name="anomaly", cooldown_s=settings.alert_cooldown_s)],
         notifiers=notifiers, false_alarm_rate=settings.anomaly_false_alarm_rate, warehouse=warehouse,
         time_of_day=settings.anomaly_time_of_day, tz=settings.anomaly_tz,
+        history=warehouse_history(warehouse) if warehouse is not None else None,
+        warmup_bars=settings.anomaly_warmup_bars,
     )

@@ -97,6 +97,13 @@ class Consumer(ABC):
         """
 
     @abstractmethod
+    def renew(self) -> None:
+        """Keep this member's partitions while it is busy for longer than a lease (a stage
+        warming up): renews what it owns, takes and gives up nothing. A partition whose lease
+        could not be renewed is reported lost by the next `rebalance`.
+        """
+
+    @abstractmethod
     def owned(self) -> tuple[int, ...]:
         """Return the partitions this member owns now."""
 

@@ -409,6 +409,9 @@ class KafkaConsumer(BusConsumer):
             if p in self._owned:
                 self._buffer.append(Message(self.topic, p, f"{m.offset() + 1}-0", m.value() or b""))
 
+    def renew(self) -> None:
+        pass  # librdkafka heartbeats from its own thread (a call may run up to max.poll.interval.ms, 5 min)
+
     def rebalance(self) -> Rebalance:
         # let the group's callbacks run; whatever consume returns waits for the next poll
         self._pump(self.max_buffered - len(self._buffer), 0.01)

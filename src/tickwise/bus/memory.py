@@ -158,6 +158,9 @@ class _MemoryConsumer(Consumer):
         n = self.bus.topic_partitions(self.topic)
         return tuple(p for p in range(n) if p % len(members) == index)
 
+    def renew(self) -> None:
+        pass  # no leases: a member keeps its partitions until it closes or a rebalance moves them
+
     def rebalance(self) -> Rebalance:
         with self.bus._cond:
             share = self._share()

@@ -170,15 +170,16 @@ class RedisConsumer(Consumer):
     def __init__(self, bus: RedisBus, topic: str, group: str, name: str) -> None:
         self.bus, self.topic, self.group, self.name = bus, topic, group, name
         self._owned: list[int] = []
+        self._dropped: list[int] = []  # leases `renew` could not keep, reported by the next rebalance
         self._members = f"{bus.prefix}:members:{topic}:{group}"
         self._last_trim = 0.0
 
     def _lease(self, p: int) -> str:
         return f"{self.bus.prefix}:lease:{self.topic}:{self.group}:{p}"
 
-    def rebalance(self) -> Rebalance:
+    def _heartbeat(self) -> int:
+        """Mark this member alive for one lease; return how many members are alive."""
         client, ttl = self.bus.client, self.bus.lease_ms
-        n = self.bus.topic_partitions(self.topic)
         now_ms = int(time.time() * 1000)
 
         def heartbeat() -> int:
@@ -188,13 +189,29 @@ class RedisConsumer(Consumer):
             pipe.zcard(self._members)
             return int(pipe.execute()[2])
 
-        members = _call("heartbeat", heartbeat)
-        target = math.ceil(n / max(members, 1))
+        return int(_call("heartbeat", heartbeat))
+
+    def _renew_owned(self) -> list[int]:
+        """Renew the lease of every owned partition; drop and return those no longer ours."""
+        ttl = self.bus.lease_ms
         lost: list[int] = []
         for p in list(self._owned):
             if not _call("lease renew", lambda p=p: self.bus._renew(keys=[self._lease(p)], args=[self.name, ttl])):
                 self._owned.remove(p)
                 lost.append(p)
+        return lost
+
+    def renew(self) -> None:
+        self._heartbeat()
+        self._dropped.extend(self._renew_owned())
+
+    def rebalance(self) -> Rebalance:
+        client, ttl = self.bus.client, self.bus.lease_ms
+        n = self.bus.topic_partitions(self.topic)
+        members = self._heartbeat()
+        target = math.ceil(n / max(members, 1))
+        lost = [*self._dropped, *self._renew_owned()]
+        self._dropped = []
         while len(self._owned) > target:
             p = self._owned.pop()
             _call("lease release", lambda p=p: self.bus._release(keys=[self._lease(p)], args=[self.name]))

@@ -21,7 +21,9 @@ class StageRunner:
     """Feed closed bars to one `BarStage` and commit what it returns.
 
     Bars a stage has already seen (same symbol and interval, not newer than the last one)
-    are dropped, so a replayed entry never updates a stage's state twice.
+    are dropped, so a replayed entry never updates a stage's state twice. A stage with a
+    ``keepalive`` attribute gets `StageRunner.keepalive` there, to call while one call of it
+    runs long (a warm-up), so the runner's partitions stay its own meanwhile.
 
     Examples
     --------
@@ -56,6 +58,18 @@ class StageRunner:
         self.failing = 0
         self.last_error = ""
         self.bars_seen = 0
+        #: seconds between lease renewals, in `run` and through `keepalive` (well under a lease)
+        self.renew_every_s = 1.0
+        self._renewed = time.monotonic()
+        if hasattr(stage, "keepalive"):
+            stage.keepalive = self.keepalive
+
+    def keepalive(self) -> None:
+        """Renew the leases of this runner's partitions, at most every ``renew_every_s``."""
+        if time.monotonic() - self._renewed >= self.renew_every_s:
+            for c in self.consumers:
+                c.renew()
+            self._renewed = time.monotonic()
 
     def _fresh(self, bars: pl.DataFrame) -> pl.DataFrame:
         ts_ns = bars["ts"].dt.epoch("ns").to_list()
@@ -103,7 +117,7 @@ class StageRunner:
         last = time.monotonic()
         while not stop.is_set():
             self.step()
-            if time.monotonic() - last > 1.0:
+            if time.monotonic() - last > self.renew_every_s:
                 for c in self.consumers:
                     c.rebalance()
                 last = time.monotonic()

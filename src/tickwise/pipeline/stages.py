@@ -11,10 +11,17 @@ upserts keyed by ``(symbol, ts, ...)``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from tickwise.store.base import Warehouse
+
+#: (symbol, timeframe, before_ts_ns, count) -> up to ``count`` bars before ``before_ts_ns``, oldest first
+History = Callable[[str, str, int, int], pl.DataFrame]
 
 
 @dataclass(slots=True)
@@ -45,3 +52,14 @@ class BarStage(Protocol):
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:
         """Process closed bars (several symbols, oldest first per symbol)."""
         ...
+
+
+def warehouse_history(warehouse: Warehouse) -> History:
+    """Recent bars of a series from the warehouse, so a restarted stage needs no warm-up."""
+
+    def history(symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
+        table = warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
+                               end_ts=before_ts_ns, last=count)
+        return pl.from_arrow(table)  # type: ignore[return-value]
+
+    return history

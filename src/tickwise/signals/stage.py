@@ -12,7 +12,7 @@ bars of a series from the warehouse) to warm up from stored bars instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -20,15 +20,12 @@ import polars as pl
 from tickwise.bus.base import SIGNALS
 from tickwise.codec import encode_json
 from tickwise.config import Settings
-from tickwise.pipeline.stages import StageOutput
+from tickwise.pipeline.stages import History, StageOutput, warehouse_history
 from tickwise.signals.sma_cross import RULE, SIGNAL_COLUMNS, SmaCross, SmaCrossParams
 from tickwise.signals.tables import SIGNALS_TABLE
 from tickwise.store.base import Warehouse
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-#: (symbol, timeframe, before_ts_ns, count) -> up to ``count`` bars before ``before_ts_ns``, oldest first
-History = Callable[[str, str, int, int], pl.DataFrame]
 
 _SCHEMA = {
     "symbol": pl.String, "timeframe": pl.String, "ts": pl.Datetime("ns", "UTC"), "rule": pl.String,
@@ -95,17 +92,6 @@ class SmaCrossStage:
             pl.col("ts").cast(pl.Datetime("ns", "UTC"))
         ).cast(_SCHEMA)  # type: ignore[arg-type]
         return StageOutput(tables={SIGNALS_TABLE.name: frame}, topics={SIGNALS: payloads})
-
-
-def warehouse_history(warehouse: Warehouse) -> History:
-    """Recent bars of a series from the warehouse, so a restarted stage needs no warm-up."""
-
-    def history(symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
-        table = warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
-                               end_ts=before_ts_ns, last=count)
-        return pl.from_arrow(table)  # type: ignore[return-value]
-
-    return history
 
 
 def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> SmaCrossStage:

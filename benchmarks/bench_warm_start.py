@@ -1,0 +1,98 @@
+"""Warm start of the live anomaly stage: how long a restarted stage takes to step its series
+through their stored bars before it scores the first new bar.
+
+A DuckDB warehouse gets ``--bars`` stored 1m bars for each of ``--symbols`` symbols
+(synthetic, as in bench_anomaly); a fresh `AnomalyStage` with the warehouse's history then
+receives one new bar per symbol. Timed: reading the stored bars (one query per series, as
+the stage does) and the whole first call (read, warm-up, scoring the new bars). Prints a
+table and writes artifacts/benchmarks/bench_warm_start.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_anomaly import synthetic_bars
+
+from tickwise.alerts.notifiers import MemoryNotifier
+from tickwise.anomaly.stage import AnomalyStage
+from tickwise.pipeline.stages import warehouse_history
+from tickwise.store import open_warehouse
+
+
+def bar_frame(n_symbols: int, n_bars: int) -> pl.DataFrame:
+    fields = synthetic_bars(n_bars, n_symbols)
+    t0 = 1_700_000_000 * 10**9 // 60_000_000_000 * 60_000_000_000
+    return pl.DataFrame({
+        "symbol": [f"S{i:04d}" for i in range(n_symbols)] * n_bars,
+        "timeframe": "1m",
+        "ts": [t0 + t * 60 * 10**9 for t in range(n_bars) for _ in range(n_symbols)],
+        **{k: v.reshape(-1) for k, v in fields.items()},
+    }).with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC")))
+
+
+def run(n_symbols: int, n_bars: int, detectors: tuple[str, ...]) -> dict[str, object]:
+    frame = bar_frame(n_symbols, n_bars + 1)
+    stored, new = frame.head(n_symbols * n_bars), frame.tail(n_symbols)
+    with tempfile.TemporaryDirectory() as tmp:
+        warehouse = open_warehouse(f"duckdb://{tmp}/w.duckdb")
+        try:
+            warehouse.commit({"bars": stored.to_arrow()})
+            history = warehouse_history(warehouse)
+            t0 = time.perf_counter()
+            for s in new["symbol"].to_list():
+                history(s, "1m", int(new["ts"].dt.epoch("ns")[0]), n_bars)
+            read_s = time.perf_counter() - t0
+            stage = AnomalyStage(timeframes=("1m",), detectors=detectors, notifiers=[MemoryNotifier()],
+                                 history=history, warmup_bars=n_bars, time_of_day="off")
+            if "classifier" in detectors:
+                from tickwise.anomaly.learned import Training, trained
+
+                trained(Training())  # from the model cache, or its first fit: not timed
+            try:
+                t0 = time.perf_counter()
+                stage.on_bars(new)
+                first_call_s = time.perf_counter() - t0
+            finally:
+                stage.close()
+        finally:
+            warehouse.close()
+    return {"symbols": n_symbols, "stored_bars_per_symbol": n_bars, "detectors": ",".join(detectors),
+            "read_s": round(read_s, 2), "first_call_s": round(first_call_s, 2),
+            "ms_per_warm_up_step": round((first_call_s - read_s) * 1000 / n_bars, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", type=int, default=500)
+    parser.add_argument("--bars", type=int, default=2100, help="stored bars per symbol (the default warm-up)")
+    parser.add_argument("--detectors", default="divergence,classifier,iforest",
+                        help="comma-separated; one row per detector, then all together")
+    parser.add_argument("--quick", action="store_true", help="100 symbols")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    n_symbols = 100 if args.quick else args.symbols
+    names = tuple(d.strip() for d in args.detectors.split(",") if d.strip())
+    rows = [run(n_symbols, args.bars, (d,)) for d in names]
+    if len(names) > 1:
+        rows.append(run(n_symbols, args.bars, names))
+    print(f"{'detectors':<34} {'symbols':>7} {'bars each':>9} {'read s':>7} {'first call s':>12} {'ms / step':>9}")
+    for r in rows:
+        print(f"{r['detectors']:<34} {r['symbols']:>7} {r['stored_bars_per_symbol']:>9} {r['read_s']:>7} "
+              f"{r['first_call_s']:>12} {r['ms_per_warm_up_step']:>9}")
+    out = Path("artifacts/benchmarks/bench_warm_start.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
