@@ -204,7 +204,9 @@ class AnomalyStage:
             self._restore_symbols([s for s in bars.get_column("symbol").unique().to_list() if s in self._saved])
         if bars.height:
             self._warm_up(bars)
-            rows = self._rounds(bars, emit=True)
+            for timeframe, steps in self._steps(bars).items():
+                for symbols, fields, ts in steps:
+                    rows.extend(self._round(timeframe, symbols, fields, ts))
         if rows:
             table = pl.DataFrame(rows).with_columns(
                 pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("ts_detected").cast(pl.Datetime("ns", "UTC")))
@@ -229,36 +231,38 @@ class AnomalyStage:
         if not past:
             return
         stored = pl.concat(past, how="vertical_relaxed")
-        self._rounds(stored, emit=False)
+        for timeframe, steps in self._steps(stored).items():
+            for name in self.detector_names:
+                self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += stored.height
         self.warmup_s += time.perf_counter() - start
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s", len(past),
                  stored.height, time.perf_counter() - start)
 
-    def _rounds(self, bars: pl.DataFrame, *, emit: bool) -> list[dict[str, object]]:
+    @staticmethod
+    def _steps(bars: pl.DataFrame) -> dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]]:
+        """Per timeframe, the bars as rounds: round k holds the k-th bar of every symbol."""
         frame = bars.sort("ts").with_columns(
             pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
             pl.int_range(pl.len()).over("symbol", "timeframe").alias("_round"),
         )
-        rows: list[dict[str, object]] = []
+        out: dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]] = {}
         for (timeframe,), part in frame.group_by(["timeframe"], maintain_order=True):
-            for (_,), rnd in part.group_by(["_round"], maintain_order=True):
-                rows.extend(self._round(str(timeframe), rnd, emit=emit))
-                if self.keepalive is not None:
-                    self.keepalive()
-        return rows
+            out[str(timeframe)] = [
+                (rnd.get_column("symbol").to_list(),
+                 {k: rnd.get_column(k).cast(pl.Float64).to_numpy() for k in _FIELDS},
+                 rnd.get_column("_ts_ns").to_numpy())
+                for (_,), rnd in part.group_by(["_round"], maintain_order=True)
+            ]
+        return out
 
-    def _round(self, timeframe: str, rnd: pl.DataFrame, *, emit: bool = True) -> list[dict[str, object]]:
-        symbols = rnd.get_column("symbol").to_list()
-        fields = {k: rnd.get_column(k).cast(pl.Float64).to_numpy() for k in _FIELDS}
-        ts = rnd.get_column("_ts_ns").to_numpy()
+    def _round(self, timeframe: str, symbols: list[str], fields: dict[str, np.ndarray],
+               ts: np.ndarray) -> list[dict[str, object]]:
         found: list[dict[str, object]] = []
         # whole microseconds, as the warehouse keeps them: a restored alert sends the same payload
         now = time.time_ns() // 1000 * 1000
         for name in self.detector_names:
-            res = self._engine(timeframe, name).step(symbols, fields, ts=ts, explain=emit)
-            if not emit:
-                continue
+            res = self._engine(timeframe, name).step(symbols, fields, ts=ts)
             for i in np.flatnonzero(res.is_anomaly).tolist():
                 e = res.explanations[i]
                 found.append({
