@@ -352,3 +352,63 @@ def test_stage_alert_memory_below_one_is_a_config_error():
 
     with pytest.raises(ConfigError, match="alert_memory must be >= 1"):
         AnomalyStage(timeframes=("1m",), alert_memory=0)
+
+
+def test_failover_keeps_the_cooldowns_and_hands_pending_deliveries_over(warehouse_url, goog_with_bursts):
+    """Worker B starts first and owns nothing; A takes the bars, raises alerts (its notifier
+    fails, so they stay pending), then a rebalance moves the bars to B. B goes on with A's
+    cooldowns (the alerts both send are exactly those of one uninterrupted run) and resends
+    A's undelivered alerts once each; A stops retrying them."""
+    from tickwise.pipeline.stages import warehouse_history
+
+    bars = goog_with_bursts
+    cooldown_s = 40 * 86400
+
+    def stage(warehouse: Warehouse | None, notifier: MemoryNotifier) -> AnomalyStage:
+        return AnomalyStage(timeframes=("1d",), detectors=("zscore",), rules=[AlertRule(name="r", cooldown_s=cooldown_s)],
+                            outbox=Outbox([notifier], base_delay_s=0.01, max_delay_s=0.02, max_attempts=10_000),
+                            warehouse=warehouse, history=warehouse_history(warehouse) if warehouse else None)
+
+    reference = MemoryNotifier()
+    one = stage(None, reference)
+    found = [one.on_bars(chunk).tables.get("anomalies") for chunk in bars.iter_slices(250)]
+    assert one.outbox.flush(timeout_s=10)
+    one.close()
+    sent_ts = sorted(p["ts"] for p in reference.sent)
+    ts_ns = pl.concat([f for f in found if f is not None])["ts"].dt.epoch("ns").sort().to_list()
+    # the handover comes right after an alert whose cooldown suppresses a later anomaly
+    first = next(t for t in sent_ts if any(t < a < t + cooldown_s * 10**9 for a in ts_ns))
+    split = int(bars["ts"].dt.epoch("ns").search_sorted(first, side="right"))
+
+    warehouse = open_warehouse(warehouse_url)
+    failing, working = MemoryNotifier(fail_first=NEVER), MemoryNotifier()
+    b = stage(warehouse, working)  # started before A raised anything: its memory is empty
+    a = stage(warehouse, failing)
+    try:
+        a.assigned("1d")
+        for chunk in bars.head(split).iter_slices(250):
+            warehouse.commit({"bars": chunk.to_arrow()})
+            _commit(warehouse, a.on_bars(chunk))
+        _wait(lambda: all(d.attempts >= 2 for d in a.outbox.deliveries()))
+        _commit(warehouse, a.on_bars(bars.head(0)))
+        undelivered = {d.alert.alert_id for d in a.outbox.pending()}
+        assert undelivered and not a.outbox.failed()
+        a.revoked("1d")  # the rebalance: A loses the bars, B gets them
+        assert a.outbox.pending() == []
+        tried = failing.attempts
+        b.assigned("1d")
+        for chunk in bars.slice(split).iter_slices(250):
+            warehouse.commit({"bars": chunk.to_arrow()})
+            _commit(warehouse, b.on_bars(chunk))
+        assert b.outbox.flush(timeout_s=10)
+        _commit(warehouse, b.on_bars(bars.head(0)))
+        assert failing.attempts <= tried + 1  # at most the one in flight at the handover
+    finally:
+        a.close()
+        b.close()
+        stored = _alerts(warehouse)
+        warehouse.close()
+    ids = [p["alert_id"] for p in working.sent]
+    assert sorted(ids) == sorted(p["alert_id"] for p in reference.sent)  # no alert twice, none missing
+    assert undelivered <= set(ids)
+    assert set(stored["status"]) == {"sent"}

@@ -124,3 +124,56 @@ def test_stage_runner_keeps_its_partition_through_a_long_stage_call(redis_url: s
         taken[renew] = gained
         bus.close()
     assert taken == {True: (), False: (0,)}
+
+
+def test_stage_runner_takes_over_unacked_bars_and_tells_both_stages(redis_url: str) -> None:
+    """Runner A reads a bar and dies before acking it; B's rebalance takes the partition over,
+    feeds B's stage that bar first and calls its ``assigned``; A, when it comes back, hears
+    ``revoked``."""
+    import datetime as dt
+    import time
+    import uuid
+
+    import polars as pl
+
+    from tickwise.codec import encode_table
+    from tickwise.pipeline.stage_runner import StageRunner
+    from tickwise.pipeline.stages import StageOutput
+    from tickwise.store.duckdb import DuckDBWarehouse
+
+    class Recording:
+        timeframes = ("1m",)
+
+        def __init__(self, name: str) -> None:
+            self.name, self.events, self.closes = name, [], []
+
+        def on_bars(self, bars: pl.DataFrame) -> StageOutput:
+            self.closes.extend(bars["close"].to_list())
+            return StageOutput()
+
+        def assigned(self, timeframe: str) -> None:
+            self.events.append(("assigned", timeframe))
+
+        def revoked(self, timeframe: str) -> None:
+            self.events.append(("revoked", timeframe))
+
+    bus = RedisBus(redis_url, partitions=1, lease_ms=300)
+    group = f"rec-{uuid.uuid4().hex[:8]}"
+    a, b = Recording(group), Recording(group)
+    runner_a = StageRunner(bus, DuckDBWarehouse(":memory:"), a, name="a")
+    runner_b = StageRunner(bus, DuckDBWarehouse(":memory:"), b, name="b")
+    runner_a.rebalance()
+    runner_b.rebalance()
+    assert a.events == [("assigned", "1m")] and b.events == []
+    bar = pl.DataFrame({"symbol": ["A"], "timeframe": ["1m"], "ts": [dt.datetime(2024, 1, 2, tzinfo=dt.UTC)],
+                        "close": [7.0]})
+    bus.publish("bars.1m", [encode_table(bar.to_arrow())])
+    assert len(runner_a.consumers[0].poll(max_messages=10, timeout_s=1.0)) == 1  # read, never acked: A dies
+    time.sleep(0.5)
+    runner_b.rebalance()
+    assert b.events == [("assigned", "1m")]
+    assert runner_b.step(timeout_s=0.1) == 1 and b.closes == [7.0]
+    assert bus.lag("bars.1m", group) == 0
+    runner_a.rebalance()  # A is back: its lease is gone
+    assert a.events == [("assigned", "1m"), ("revoked", "1m")] and a.closes == []
+    bus.close()

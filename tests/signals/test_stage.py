@@ -101,3 +101,23 @@ def test_stage_restarted_with_warehouse_history_gives_the_same_signals(tmp_path)
     restarted = make_stage(settings, warehouse=wh).on_bars(bars.tail(40)).tables["signals"]
     assert first["signal"].to_list() + restarted["signal"].to_list() == uninterrupted["signal"].to_list()
     assert restarted["reason"].str.starts_with("warming up").sum() == 0
+
+
+def test_stage_that_lost_and_regained_its_bars_warms_up_from_what_the_other_worker_stored(tmp_path) -> None:
+    from tests.conftest import FIXTURES
+    from tickwise.config import load_settings
+    from tickwise.signals.stage import make_stage
+    from tickwise.sources.files import read_bars
+    from tickwise.store.duckdb import DuckDBWarehouse
+
+    bars = read_bars(FIXTURES / "aapl_daily_wiki.csv").head(120)
+    settings = load_settings(data_dir=tmp_path, timeframes="1d")
+    wh = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    uninterrupted = make_stage(settings, warehouse=wh).on_bars(bars).tables["signals"]
+    stage = make_stage(settings, warehouse=wh)
+    first = stage.on_bars(bars.head(60)).tables["signals"]
+    stage.revoked("1d")  # bars 60-89 go to another worker, which stores them
+    wh.upsert("bars", bars.head(90).to_arrow())
+    back = stage.on_bars(bars.tail(30)).tables["signals"]
+    assert first["signal"].to_list() == uninterrupted["signal"].head(60).to_list()
+    assert back["reason"].to_list() == uninterrupted["reason"].tail(30).to_list()

@@ -76,6 +76,7 @@ class Outbox:
         self._changed: dict[tuple[str, str], None] = {}
         self._seq = 0
         self._in_flight = 0
+        self._sending: set[tuple[str, str]] = set()
         self._closed = False
         self._threads = [threading.Thread(target=self._work, args=(name,), name=f"alerts-{name}", daemon=True)
                          for name in self.notifiers]
@@ -191,10 +192,11 @@ class Outbox:
                         return
                     if queue and queue[0][0] <= self._clock():
                         _, _, key = heapq.heappop(queue)
-                        d = self._all[key]
-                        if d.status != "pending":
+                        d = self._all.get(key)  # None: handed over (`hand_over`)
+                        if d is None or d.status != "pending":
                             continue
                         self._in_flight += 1
+                        self._sending.add(key)
                         break
                     wait = max(queue[0][0] - self._clock(), 0.001) if queue else None
                     self._cond.wait(timeout=wait)
@@ -209,6 +211,7 @@ class Outbox:
                             exc_info=True)
             with self._cond:
                 self._in_flight -= 1
+                self._sending.discard((d.alert.alert_id, name))
                 d.attempts += 1
                 d.ts_updated = time.time_ns()
                 if not error:
@@ -225,6 +228,32 @@ class Outbox:
                         self._push(name, d)
                 self._changed[(d.alert.alert_id, name)] = None
                 self._cond.notify_all()
+
+    def hand_over(self, keep: Callable[[Delivery], bool]) -> int:
+        """Stop delivering the pending deliveries ``keep`` rejects (another worker owns their
+        symbols now and resends them from the ``alerts`` table); one being sent right now
+        finishes and reports its outcome. Returns how many were handed over.
+
+        Examples
+        --------
+        >>> from tickwise.alerts.notifiers import MemoryNotifier
+        >>> from tickwise.alerts.rules import Alert
+        >>> box = Outbox([MemoryNotifier(fail_first=10**9)], base_delay_s=0.01)
+        >>> _ = box.submit([Alert("a1", "r", {"symbol": "X"}), Alert("a2", "r", {"symbol": "Y"})])
+        >>> box.hand_over(lambda d: d.alert.anomaly["symbol"] == "Y")
+        1
+        >>> [d.alert.alert_id for d in box.pending()]
+        ['a2']
+        >>> box.close()
+        """
+        with self._cond:
+            gone = [k for k, d in self._all.items()
+                    if d.status == "pending" and k not in self._sending and not keep(d)]
+            for k in gone:
+                del self._all[k]
+                self._changed.pop(k, None)
+            self._cond.notify_all()
+        return len(gone)
 
     def changes(self) -> list[Delivery]:
         """Copies of the deliveries whose status changed since the last call."""

@@ -144,7 +144,8 @@ class AlertRouter:
             self._remember(aid)
             key = (symbol, rule)
             keys.add(key)
-            self._raised(key, int(ts))
+            if int(ts) not in self._times.get(key, ()):  # restored again (a rebalance): once is enough
+                self._raised(key, int(ts))
         return len(keys)
 
     def _cooling(self, key: tuple[str, str], ts: int, cooldown_s: float) -> bool:

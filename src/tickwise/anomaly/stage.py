@@ -132,6 +132,27 @@ class AnomalyStage:
         if warehouse is not None:
             self._restore(warehouse)
 
+    def revoked(self, timeframe: str) -> None:
+        """This stage no longer receives ``timeframe``'s bars (a rebalance gave them to another
+        worker): forget its detectors' state, so the series warm up again from stored bars if
+        they come back, and hand its pending alert deliveries over to that worker, which
+        resends them from the ``alerts`` table (`StageRunner` calls this)."""
+        self._engines = {k: v for k, v in self._engines.items() if k[0] != timeframe}
+        self._series = {k for k in self._series if k[1] != timeframe}
+        n = self.outbox.hand_over(lambda d: d.alert.anomaly.get("timeframe") != timeframe)
+        for symbol, saved in list(self._saved.items()):
+            self._saved[symbol] = [d for d in saved if d.alert.anomaly.get("timeframe") != timeframe]
+        if n:
+            log.info("handed %d pending alert deliveries of %s bars over to their new owner", n, timeframe)
+
+    def assigned(self, timeframe: str) -> None:
+        """This stage receives ``timeframe``'s bars now (at start, or taken over from another
+        worker): read the router's memory and the pending deliveries from the ``alerts`` table
+        again, so alerts the previous owner raised keep their cooldowns and its undelivered
+        ones are resent here (`StageRunner` calls this)."""
+        if self._warehouse is not None:
+            self._restore(self._warehouse)
+
     def _restore(self, warehouse: Warehouse) -> None:
         # Two bounded reads, not the whole table (it grows with history): the newest rows
         # for the router's memory (an alert has one row per notifier it went to), and the
@@ -154,6 +175,7 @@ class AnomalyStage:
         if orphans:
             log.warning("%d pending alert deliveries have no row in the anomalies table; they are resent "
                         "without score, threshold and ts_detected", orphans)
+        self._saved = {}
         for d in here:
             self._saved.setdefault(str(d.alert.anomaly["symbol"]), []).append(d)
         if here:

@@ -23,7 +23,9 @@ class StageRunner:
     Bars a stage has already seen (same symbol and interval, not newer than the last one)
     are dropped, so a replayed entry never updates a stage's state twice. A stage with a
     ``keepalive`` attribute gets `StageRunner.keepalive` there, to call while one call of it
-    runs long (a warm-up), so the runner's partitions stay its own meanwhile.
+    runs long (a warm-up), so the runner's partitions stay its own meanwhile. When a
+    rebalance takes a timeframe's partition away or gives it, the runner calls the stage's
+    ``revoked(timeframe)`` or ``assigned(timeframe)`` where it has them.
 
     Examples
     --------
@@ -60,9 +62,26 @@ class StageRunner:
         self.bars_seen = 0
         #: seconds between lease renewals, in `run` and through `keepalive` (well under a lease)
         self.renew_every_s = 1.0
+        self._reclaimed: list[Message] = []
         self._renewed = time.monotonic()
         if hasattr(stage, "keepalive"):
             stage.keepalive = self.keepalive
+
+    def rebalance(self) -> None:
+        """Rebalance every consumer, taking over the entries a previous owner of a gained
+        partition read but never acked (the next `step` feeds them first); tell the stage
+        which timeframes it lost and gained. Call only between steps (all committed)."""
+        for c, timeframe in zip(self.consumers, self.stage.timeframes, strict=True):
+            change = c.rebalance()
+            if change.lost:
+                self._last_ts = {k: v for k, v in self._last_ts.items() if k[1] != timeframe}
+                if hasattr(self.stage, "revoked"):
+                    self.stage.revoked(timeframe)
+            for p in change.gained:  # what the previous owner read but never acked comes first
+                self._reclaimed.extend(c.reclaim(p))
+            if change.gained and hasattr(self.stage, "assigned"):
+                self.stage.assigned(timeframe)
+        self._renewed = time.monotonic()
 
     def keepalive(self) -> None:
         """Renew the leases of this runner's partitions, at most every ``renew_every_s``."""
@@ -84,7 +103,7 @@ class StageRunner:
 
     def step(self, timeout_s: float = 0.05) -> int:
         """Poll once, run the stage, commit, publish, ack; return the number of bars fed."""
-        messages: list[Message] = []
+        messages, self._reclaimed = self._reclaimed, []
         for c in self.consumers:
             messages.extend(c.poll(max_messages=256, timeout_s=timeout_s / len(self.consumers)))
         if not messages:
@@ -112,15 +131,11 @@ class StageRunner:
         return bars.height
 
     def run(self, stop: threading.Event) -> None:
-        for c in self.consumers:
-            c.rebalance()
-        last = time.monotonic()
+        self.rebalance()
         while not stop.is_set():
             self.step()
-            if time.monotonic() - last > self.renew_every_s:
-                for c in self.consumers:
-                    c.rebalance()
-                last = time.monotonic()
+            if time.monotonic() - self._renewed > self.renew_every_s:
+                self.rebalance()
         # finish what is queued
         while self.step(timeout_s=0.0):
             pass
@@ -135,9 +150,16 @@ class DeadLetterSink:
         self.bus, self.warehouse = bus, warehouse
         self.consumer = bus.consumer(DEADLETTER, group="deadletter-sink", name=name)
         self.written = 0
+        self._reclaimed: list[Message] = []
+
+    def rebalance(self) -> None:
+        """Rebalance, taking over the entries a previous owner read but never acked."""
+        for p in self.consumer.rebalance().gained:
+            self._reclaimed.extend(self.consumer.reclaim(p))
 
     def step(self, timeout_s: float = 0.1) -> int:
-        messages = self.consumer.poll(max_messages=1000, timeout_s=timeout_s)
+        messages, self._reclaimed = self._reclaimed, []
+        messages.extend(self.consumer.poll(max_messages=1000, timeout_s=timeout_s))
         if not messages:
             return 0
         rows = [decode_json(m.payload) for m in messages]
@@ -155,12 +177,12 @@ class DeadLetterSink:
         return len(messages)
 
     def run(self, stop: threading.Event) -> None:
-        self.consumer.rebalance()
+        self.rebalance()
         last = time.monotonic()
         while not stop.is_set():
             self.step()
             if time.monotonic() - last > 1.0:
-                self.consumer.rebalance()
+                self.rebalance()
                 last = time.monotonic()
         while self.step(timeout_s=0.0):
             pass

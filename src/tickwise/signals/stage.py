@@ -69,6 +69,12 @@ class SmaCrossStage:
                     state.update(float(close), float(volume))
         return state
 
+    def revoked(self, timeframe: str) -> None:
+        """Forget the series of ``timeframe`` (a rebalance gave its bars to another worker): if
+        they come back they warm up again from stored bars, which include what that worker saw
+        meanwhile (`StageRunner` calls this)."""
+        self.states = {k: v for k, v in self.states.items() if k[1] != timeframe}
+
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:
         """Judge each bar (oldest first per symbol); return table rows and topic payloads."""
         rows: dict[str, list] = {c: [] for c in SIGNAL_COLUMNS}
