@@ -145,12 +145,41 @@ def test_make_stage_uses_the_promoted_registry_version(settings):
         reg.register("arima", params={"order": [1, 1, 0]})
         reg.register("arima", params={"order": [0, 1, 1]})
         reg.promote("arima", 2)
+        running = make_stage(settings, warehouse=warehouse)  # the running warehouse, as tickwise up passes it
     finally:
         warehouse.close()
     stage = make_stage(settings)
     assert stage.config.version == "2" and stage.config.params["order"] == [0, 1, 1]
+    assert running.config == stage.config and running.history is not None and stage.history is None
 
 
 def test_make_stage_lstm_without_promoted_version_says_how_to_get_one(settings):
     with pytest.raises(ConfigError, match="tickwise models promote lstm"):
         make_stage(settings.model_copy(update={"forecast_model": "lstm"}))
+
+
+def test_stage_with_history_forecasts_from_the_first_bar_after_a_restart(tmp_path, msft):
+    """The stored window stands in for the bars a restarted stage has not seen: the first new
+    bar is forecast at once, by a fit on the last ``window`` bars up to it, where a cold stage
+    waits for ``min_bars`` bars; after `revoked` the series starts again from stored bars."""
+    from tickwise.pipeline.stages import warehouse_history
+    from tickwise.store.duckdb import DuckDBWarehouse
+
+    bars = msft[-160:]
+    warehouse = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
+    try:
+        warehouse.commit({"bars": frame("MSFT", bars[:130], 0).to_arrow()})
+        config = ForecastConfig(min_bars=60, window=120, refit_every=1000, drift_window=1000, fit_budget_s=60.0)
+        warm = ForecastStage(config, history=warehouse_history(warehouse))
+        rows = stream(warm, {"MSFT": bars[130:]}, start=130)
+        cold = stream(ForecastStage(config), {"MSFT": bars[130:]}, start=130)
+        assert rows.height == 30 and cold.height == 0
+        f = Arima().fit(bars[11:131]).predict(1)  # the 120 bars up to the first new one
+        assert rows["close"][0] == pytest.approx(float(f.mean[0]), rel=1e-9)
+        warm.revoked("1m")
+        warehouse.commit({"bars": frame("MSFT", bars[130:150], 130).to_arrow()})  # another worker's bars
+        again = stream(warm, {"MSFT": bars[150:]}, start=150)
+    finally:
+        warehouse.close()
+    assert again.height == 10
+    assert again["close"][0] == pytest.approx(float(Arima().fit(bars[31:151]).predict(1).mean[0]), rel=1e-9)

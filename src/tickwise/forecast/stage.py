@@ -9,6 +9,11 @@ call and no new fit once ``fit_budget_s`` is spent in a call, so a refit never h
 the other symbols' forecasts for long; a deferred symbol keeps the cheap update and refits
 on a later bar) and early when the live one-step errors drift (`tickwise.forecast.drift`).
 
+With ``history`` (`tickwise.pipeline.stages.warehouse_history`, which `tickwise up` and
+``tickwise worker --analytics`` pass), a series the stage has not seen yet starts from its
+last ``window`` stored bars, so after a restart or a failover it forecasts from its first bar
+(fitting on the stored window) instead of waiting for ``min_bars`` new ones.
+
 With ``model="lstm"`` there is no per-symbol fit: the promoted network predicts every
 symbol whose window is full in one batch.
 
@@ -38,8 +43,9 @@ from tickwise.forecast.drift import drift_threshold
 from tickwise.forecast.lstm import LSTMForecaster
 from tickwise.forecast.signal import forecast_signals
 from tickwise.forecast.tables import FORECASTS as FORECASTS_TABLE
-from tickwise.pipeline.stages import StageOutput
+from tickwise.pipeline.stages import History, StageOutput, warehouse_history
 from tickwise.signals.tables import SIGNALS_TABLE
+from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
 
 SIGNAL_COLUMNS = ("symbol", "timeframe", "ts", "rule", "signal", "reason", "price", "fast", "slow", "volume_ratio")
@@ -111,27 +117,39 @@ class ForecastStage:
 
     name = "forecast"
 
-    def __init__(self, config: ForecastConfig | None = None, *, lstm: LSTMForecaster | None = None) -> None:
+    def __init__(self, config: ForecastConfig | None = None, *, lstm: LSTMForecaster | None = None,
+                 history: History | None = None) -> None:
         self.config = config or ForecastConfig()
         self.timeframes = self.config.timeframes
         if self.config.model == "lstm" and (lstm is None or not lstm.is_fitted):
             raise ConfigError("live lstm forecasting needs a trained network (register and promote one with "
                               "`tickwise models train --model lstm` and `tickwise models promote lstm N`)")
         self.lstm = lstm
+        self.history = history
         self.tracks: dict[tuple[str, str], _Track] = {}
         self.rule = f"forecast.{self.config.model}"
         self.fits = 0
         self.drift_refits = 0
         self.skipped_fits = 0
 
-    def _track(self, symbol: str, timeframe: str) -> _Track:
+    def _track(self, symbol: str, timeframe: str, ts: int) -> _Track:
         track = self.tracks.get((symbol, timeframe))
         if track is None:
             every = self.config.refit_every
             stagger = zlib.crc32(symbol.encode()) % every
             track = _Track(self.config.window, self.config.drift_window, every + stagger)
             self.tracks[(symbol, timeframe)] = track
+            if self.history is not None:
+                past = self.history(symbol, timeframe, ts, self.config.window)
+                if past.height:
+                    track.bars.extend(past.select(_BAR_COLUMNS).to_numpy().astype(np.float64))
+                    track.last_ts = int(past["ts"].dt.epoch("ns")[-1])
         return track
+
+    def revoked(self, timeframe: str) -> None:
+        """Forget the series of ``timeframe`` (a rebalance gave its bars to another worker); if
+        they come back they start again from stored bars (`StageRunner` calls this)."""
+        self.tracks = {k: v for k, v in self.tracks.items() if k[1] != timeframe}
 
     def _fit(self, track: _Track) -> bool:
         bars = np.asarray(track.bars)
@@ -176,8 +194,8 @@ class ForecastStage:
         repeats: list[tuple[dict[str, Any], dict[str, Any]]] = []
         lstm_keys: list[tuple[str, str, int]] = []
         for i in range(len(symbols)):
-            track = self._track(symbols[i], tfs[i])
             ts = int(stamps[i])
+            track = self._track(symbols[i], tfs[i], ts)
             if ts <= track.last_ts:
                 if ts == track.last_ts and track.last_rows is not None:
                     repeats.append(track.last_rows)  # redelivered bar: same rows again (idempotent)
@@ -298,19 +316,23 @@ def _frame(columns: dict[str, Any], extra: list[dict[str, Any]]) -> pl.DataFrame
     return frame.with_columns([pl.col(k).cast(pl.Datetime("ns", "UTC")) for k, t in schema.items() if t == pl.Datetime("ns", "UTC")])
 
 
-def make_stage(settings: Any) -> ForecastStage:
-    """Build the live stage from settings: the promoted registry version of ``forecast_model``."""
+def make_stage(settings: Any, *, warehouse: Warehouse | None = None) -> ForecastStage:
+    """Build the live stage from settings: the promoted registry version of ``forecast_model``;
+    with ``warehouse`` (the running one), series start from their stored bars."""
     from tickwise.forecast.registry import ModelRegistry
     from tickwise.store import open_warehouse
 
     model = settings.forecast_model
     promoted = None
     try:
-        warehouse = open_warehouse(settings.warehouse_url)
-        try:
+        if warehouse is not None:
             promoted = ModelRegistry(warehouse).promoted(model)
-        finally:
-            warehouse.close()
+        else:
+            own = open_warehouse(settings.warehouse_url)
+            try:
+                promoted = ModelRegistry(own).promoted(model)
+            finally:
+                own.close()
     except BackendError:
         promoted = None  # a locked or unreachable warehouse: run the default parameters
     params: dict[str, Any] = {}
@@ -324,4 +346,4 @@ def make_stage(settings: Any) -> ForecastStage:
             params = {k: v for k, v in promoted.params.items() if k not in ("window", "refit_every")}
     config = ForecastConfig(model=model, version=version, params=params, k=settings.forecast_k,
                             window=max(240, (lstm.window + 1) if lstm else 0))
-    return ForecastStage(config, lstm=lstm)
+    return ForecastStage(config, lstm=lstm, history=warehouse_history(warehouse) if warehouse is not None else None)
