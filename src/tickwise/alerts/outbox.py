@@ -232,7 +232,9 @@ class Outbox:
     def hand_over(self, keep: Callable[[Delivery], bool]) -> int:
         """Stop delivering the pending deliveries ``keep`` rejects (another worker owns their
         symbols now and resends them from the ``alerts`` table); one being sent right now
-        finishes and reports its outcome. Returns how many were handed over.
+        finishes and reports its outcome. A handed-over delivery's status change not yet
+        taken by `changes` is dropped with it: the table keeps the attempt count last written,
+        and the new owner continues from that. Returns how many were handed over.
 
         Examples
         --------
