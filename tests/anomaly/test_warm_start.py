@@ -111,12 +111,15 @@ def test_warm_up_reads_at_most_warmup_bars_and_scores_from_the_first_bar(goog_mi
     assert bars["ts"][crash] not in cold["ts"].to_list()
 
 
-def test_warm_up_per_series_once_and_only_for_series_new_to_the_stage(goog_mixed, warehouse, caplog):
+@pytest.mark.parametrize("one_read", [True, False], ids=["one read for all series", "a read per series"])
+def test_warm_up_per_series_once_and_only_for_series_new_to_the_stage(goog_mixed, warehouse, caplog, one_read):
     bars = goog_mixed.with_columns(pl.lit("1d").alias("timeframe")).head(1200)
     other = bars.with_columns(pl.lit("GOOG2").alias("symbol"))
     warehouse.commit({"bars": bars.head(1000).to_arrow()})
     warehouse.commit({"bars": other.head(500).to_arrow()})
-    stage = _stage(("zscore",), "1d", warehouse)
+    history = warehouse_history(warehouse)
+    stage = AnomalyStage(timeframes=("1d",), detectors=("zscore",), notifiers=[MemoryNotifier()],
+                         history=history if one_read else lambda *args: history(*args))  # any History callable
     caplog.set_level(logging.INFO, logger="tickwise.anomaly.stage")
     try:
         stage.on_bars(bars.slice(1000, 100))

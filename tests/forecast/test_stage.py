@@ -168,14 +168,18 @@ def test_stage_with_history_forecasts_from_the_first_bar_after_a_restart(tmp_pat
     bars = msft[-160:]
     warehouse = DuckDBWarehouse(str(tmp_path / "w.duckdb"))
     try:
-        warehouse.commit({"bars": frame("MSFT", bars[:130], 0).to_arrow()})
+        copy = bars * np.array([2.0, 2.0, 2.0, 2.0, 1.0])  # a second series, read in the same query
+        warehouse.commit({"bars": pl.concat([frame("MSFT", bars[:130], 0), frame("COPY", copy[:130], 0)]).to_arrow()})
         config = ForecastConfig(min_bars=60, window=120, refit_every=1000, drift_window=1000, fit_budget_s=60.0)
         warm = ForecastStage(config, history=warehouse_history(warehouse))
-        rows = stream(warm, {"MSFT": bars[130:]}, start=130)
+        both = stream(warm, {"MSFT": bars[130:], "COPY": copy[130:]}, start=130)
+        rows = both.filter(pl.col("symbol") == "MSFT")
         cold = stream(ForecastStage(config), {"MSFT": bars[130:]}, start=130)
-        assert rows.height == 30 and cold.height == 0
+        assert rows.height == 30 and both.height == 60 and cold.height == 0
         f = Arima().fit(bars[11:131]).predict(1)  # the 120 bars up to the first new one
         assert rows["close"][0] == pytest.approx(float(f.mean[0]), rel=1e-9)
+        g = Arima().fit(copy[11:131]).predict(1)
+        assert both.filter(pl.col("symbol") == "COPY")["close"][0] == pytest.approx(float(g.mean[0]), rel=1e-9)
         warm.revoked("1m")
         warehouse.commit({"bars": frame("MSFT", bars[130:150], 130).to_arrow()})  # another worker's bars
         again = stream(warm, {"MSFT": bars[150:]}, start=150)

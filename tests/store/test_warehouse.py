@@ -54,6 +54,22 @@ def test_warehouse_read_filters_range_and_last(warehouse: Warehouse) -> None:
     assert warehouse.symbols() == ["AAPL", "IBM"]
 
 
+def test_warehouse_last_rows_of_many_series_equal_a_read_of_each(warehouse: Warehouse) -> None:
+    """One call for the stored bars before each series' own instant (the live stages' warm-up),
+    DuckDB in one query: the rows of a `read` per series, in the order the series are given."""
+    b = bars()
+    warehouse.upsert("bars", b.to_arrow())
+    ts = {s: b.filter(pl.col("symbol") == s)["ts"].dt.epoch("ns").to_list() for s in ("IBM", "AAPL")}
+    series = [("IBM", "1d", ts["IBM"][30]), ("AAPL", "1d", ts["AAPL"][10]), ("IBM", "1d", ts["IBM"][5]),
+              ("NOPE", "1d", ts["IBM"][30]), ("AAPL", "3d", ts["AAPL"][10])]
+    got = pl.from_arrow(warehouse.last_rows("bars", series, 8))
+    each = [pl.from_arrow(warehouse.read("bars", where={"symbol": s, "timeframe": tf}, end_ts=t, last=8))
+            for s, tf, t in series]
+    assert got.equals(pl.concat(each))
+    assert got.height == 8 + 8 + 5
+    assert warehouse.last_rows("bars", [], 8).num_rows == 0
+
+
 def test_warehouse_checkpoint_round_trip(warehouse: Warehouse) -> None:
     assert warehouse.load_checkpoint("p:0") is None
     warehouse.commit({}, [Checkpoint("p:0", "12-0", b"\x00state")])

@@ -248,18 +248,23 @@ class AnomalyStage:
         if not new or self._history is None or not self._warmup_bars:
             return
         start = time.perf_counter()
-        past = [self._history(s, tf, t, self._warmup_bars) for s, tf, t in new]
-        past = [p.select("symbol", "timeframe", "ts", *_FIELDS) for p in past if p.height]
-        if not past:
+        many = getattr(self._history, "many", None)  # one read for all new series, where it can
+        if many is not None:
+            stored = many(new, self._warmup_bars)
+        else:
+            parts = [self._history(s, tf, t, self._warmup_bars) for s, tf, t in new]
+            stored = pl.concat([p for p in parts if p.height], how="vertical_relaxed") if any(
+                p.height for p in parts) else pl.DataFrame()
+        if not stored.height:
             return
-        stored = pl.concat(past, how="vertical_relaxed")
+        stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
         for timeframe, steps in self._steps(stored).items():
             for name in self.detector_names:
                 self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += stored.height
         self.warmup_s += time.perf_counter() - start
-        log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s", len(past),
-                 stored.height, time.perf_counter() - start)
+        log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
+                 stored.select("symbol", "timeframe").n_unique(), stored.height, time.perf_counter() - start)
 
     @staticmethod
     def _steps(bars: pl.DataFrame) -> dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]]:

@@ -126,6 +126,7 @@ class ForecastStage:
                               "`tickwise models train --model lstm` and `tickwise models promote lstm N`)")
         self.lstm = lstm
         self.history = history
+        self._fetched: dict[tuple[str, str], pl.DataFrame] = {}  # stored bars read ahead for new series
         self.tracks: dict[tuple[str, str], _Track] = {}
         self.rule = f"forecast.{self.config.model}"
         self.fits = 0
@@ -140,11 +141,26 @@ class ForecastStage:
             track = _Track(self.config.window, self.config.drift_window, every + stagger)
             self.tracks[(symbol, timeframe)] = track
             if self.history is not None:
-                past = self.history(symbol, timeframe, ts, self.config.window)
+                past = self._fetched.pop((symbol, timeframe), None)
+                if past is None:
+                    past = self.history(symbol, timeframe, ts, self.config.window)
                 if past.height:
                     track.bars.extend(past.select(_BAR_COLUMNS).to_numpy().astype(np.float64))
                     track.last_ts = int(past["ts"].dt.epoch("ns")[-1])
         return track
+
+    def _fetch_new(self, frame: pl.DataFrame) -> None:
+        """Read the stored bars of every series new in this call at once, where the history can."""
+        many = getattr(self.history, "many", None)
+        firsts = frame.group_by("symbol", "timeframe", maintain_order=True).agg(pl.col("ts").min().dt.epoch("ns"))
+        new = [(s, tf, t) for s, tf, t in firsts.iter_rows() if (s, tf) not in self.tracks]
+        if many is None or len(new) < 2:
+            return
+        past = many(new, self.config.window)
+        self._fetched = {(s, tf): part for (s, tf), part in past.partition_by(
+            "symbol", "timeframe", as_dict=True, maintain_order=True).items()} if past.height else {}
+        for s, tf, _ in new:
+            self._fetched.setdefault((s, tf), past.clear())
 
     def revoked(self, timeframe: str) -> None:
         """Forget the series of ``timeframe`` (a rebalance gave its bars to another worker); if
@@ -185,6 +201,7 @@ class ForecastStage:
         symbols = frame["symbol"].to_list()
         tfs = frame["timeframe"].to_list()
         stamps = frame["ts"].dt.epoch("ns").to_numpy()
+        self._fetch_new(frame)
         values = frame.select(_BAR_COLUMNS).to_numpy().astype(np.float64)
         fits_left = self.config.max_fits_per_call
         now = time.time_ns()

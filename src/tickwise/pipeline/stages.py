@@ -11,7 +11,7 @@ upserts keyed by ``(symbol, ts, ...)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -54,12 +54,23 @@ class BarStage(Protocol):
         ...
 
 
-def warehouse_history(warehouse: Warehouse) -> History:
-    """Recent bars of a series from the warehouse, so a restarted stage needs no warm-up."""
+class WarehouseHistory:
+    """Recent bars of a series from the warehouse, so a restarted stage needs no warm-up: a
+    `History`, plus `many` for the series of one batch in one read."""
 
-    def history(symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
-        table = warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
-                               end_ts=before_ts_ns, last=count)
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+
+    def __call__(self, symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
+        table = self.warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
+                                    end_ts=before_ts_ns, last=count)
         return pl.from_arrow(table)  # type: ignore[return-value]
 
-    return history
+    def many(self, series: Sequence[tuple[str, str, int]], count: int) -> pl.DataFrame:
+        """Up to ``count`` bars before each ``(symbol, timeframe, before_ts_ns)``, oldest first per series."""
+        return pl.from_arrow(self.warehouse.last_rows("bars", series, count))  # type: ignore[return-value]
+
+
+def warehouse_history(warehouse: Warehouse) -> WarehouseHistory:
+    """Recent bars of a series from the warehouse (`WarehouseHistory`)."""
+    return WarehouseHistory(warehouse)

@@ -10,6 +10,7 @@ commit point after which a consumer may ack the bus.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -203,6 +204,15 @@ class Warehouse(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection."""
+
+    def last_rows(self, table: str, series: Sequence[tuple[str, str, int]], last: int) -> pa.Table:
+        """The newest ``last`` rows of each ``(symbol, timeframe, before_ts)`` series before its
+        own ``before_ts`` (ns, exclusive), oldest first within a series, series in the order
+        given: for each the rows of ``read(table, where={"symbol": ..., "timeframe": ...},
+        end_ts=before_ts, last=last)``. This reads each series in turn (an index answers each
+        on PostgreSQL); a backend may answer them all in one query."""
+        parts = [self.read(table, where={"symbol": s, "timeframe": tf}, end_ts=t, last=last) for s, tf, t in series]
+        return pa.concat_tables(parts) if parts else TABLES[table].arrow_schema.empty_table()
 
     def bars(self, symbol: str, timeframe: str, *, start_ts: int | None = None,
              end_ts: int | None = None, last: int | None = None) -> pa.Table:
