@@ -412,3 +412,39 @@ def test_failover_keeps_the_cooldowns_and_hands_pending_deliveries_over(warehous
     assert sorted(ids) == sorted(p["alert_id"] for p in reference.sent)  # no alert twice, none missing
     assert undelivered <= set(ids)
     assert set(stored["status"]) == {"sent"}
+
+
+def test_cooldown_holds_across_workers_analysing_other_timeframes_of_a_symbol(warehouse_url, goog_with_bursts):
+    """On scale-out a symbol's bars of two timeframes may be analysed by two workers; both flag
+    the same events (here: the same bars under two timeframe labels). Each reads the alerts
+    around its anomalies from the table before routing, so per (symbol, rule) the two send
+    what one worker alone sends."""
+    cooldown_s = 40 * 86400
+
+    def stage(warehouse: Warehouse | None, timeframe: str, sink: MemoryNotifier) -> AnomalyStage:
+        return AnomalyStage(timeframes=(timeframe,), detectors=("zscore",), notifiers=[sink], warehouse=warehouse,
+                            rules=[AlertRule(name="r", cooldown_s=cooldown_s)])
+
+    alone = MemoryNotifier()
+    one = stage(None, "1d", alone)
+    for chunk in goog_with_bursts.iter_slices(250):
+        one.on_bars(chunk)
+    assert one.outbox.flush(timeout_s=10)
+    one.close()
+
+    warehouse = open_warehouse(warehouse_url)
+    sinks = {"1d": MemoryNotifier(), "2d": MemoryNotifier()}
+    workers = {tf: stage(warehouse, tf, sink) for tf, sink in sinks.items()}
+    try:
+        for chunk in goog_with_bursts.iter_slices(250):
+            for tf, worker in workers.items():
+                _commit(warehouse, worker.on_bars(chunk.with_columns(pl.lit(tf).alias("timeframe"))))
+        for worker in workers.values():
+            assert worker.outbox.flush(timeout_s=10)
+    finally:
+        for worker in workers.values():
+            worker.close()
+        warehouse.close()
+    sent = sorted(p["ts"] for sink in sinks.values() for p in sink.sent)
+    assert len(alone.sent) >= 3 and sinks["1d"].sent
+    assert sent == sorted(p["ts"] for p in alone.sent)

@@ -234,11 +234,28 @@ class AnomalyStage:
                 pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("ts_detected").cast(pl.Datetime("ns", "UTC")))
             out.tables[ANOMALIES.name] = table
             out.topics[ANOMALIES_TOPIC] = [encode_json(r) for r in rows]
+            self._recall(rows)
             self.outbox.submit(self.router.route(rows))
         changes = self.outbox.changes()
         if changes:
             out.tables[ALERTS.name] = alert_rows(changes)
         return out
+
+    def _recall(self, rows: list[dict[str, object]]) -> None:
+        """Before routing anomalies, learn the alerts raised around them that are in the table
+        but not in this router (another worker's: on scale-out a symbol's 1m and 5m bars may be
+        analysed by different workers, and a rebalance moves them), so a (symbol, rule) cooldown
+        holds across workers. One read of the alerts within the longest cooldown of the anomalies."""
+        if self._warehouse is None:
+            return
+        reach = int(max(r.cooldown_s for r in self.router.rules) * 1e9)
+        times = [int(r["ts"]) for r in rows]  # type: ignore[call-overload]
+        near = pl.from_arrow(self._warehouse.read(ALERTS.name, start_ts=min(times) - reach,
+                                                  end_ts=max(times) + reach + 1))
+        symbols = {str(r["symbol"]) for r in rows}
+        near = _epoch_ns(near, _ALERT_TIMES).filter(pl.col("symbol").is_in(symbols))  # type: ignore[arg-type]
+        if near.height:
+            self.router.restore(zip(near["alert_id"], near["symbol"], near["rule"], near["ts"], strict=True))
 
     def _warm_up(self, bars: pl.DataFrame) -> None:
         """Step series new to this stage through their stored bars before their first bar here."""
