@@ -155,7 +155,7 @@ def test_make_stage_warms_up_from_the_warehouse_unless_turned_off(goog_mixed, wa
 @pytest.mark.parametrize("name", ["iforest", "classifier", "divergence"])
 def test_warm_leaves_the_state_step_leaves(goog_mixed, name):
     """`MultiSymbolDetector.warm` (windows of many steps scored in one call) ends where `step`
-    after `step` ends, through refits (the Isolation Forest refits every 300 windows here) and
+    after `step` ends, through refits (the Isolation Forest refits every 200 windows here) and
     with symbols that join later; the steps after it score, threshold and explain the same."""
     import numpy as np
 
@@ -167,22 +167,22 @@ def test_warm_leaves_the_state_step_leaves(goog_mixed, name):
         if name == "classifier":
             model.classifier  # noqa: B018 - the fitted ensemble, waiting for its fit if need be
         return MultiSymbolDetector(model, bands=make_bands(name), thresholds=threshold_settings(name),
-                                   schedule=Schedule(min_train=400, refit_every=300, max_train=2000))
+                                   schedule=Schedule(min_train=400, refit_every=200, max_train=2000))
 
-    bars = goog_mixed.head(600)
+    bars = goog_mixed.head(420)
     fields = {k: bars[k].to_numpy() for k in ("open", "high", "low", "close", "volume")}
-    # three symbols: B a scaled copy, C joining at bar 250
+    # three symbols: B a scaled copy, C joining at bar 150
     steps = []
     for t in range(bars.height):
-        symbols = ["A", "B"] + (["C"] if t >= 250 else [])
+        symbols = ["A", "B"] + (["C"] if t >= 150 else [])
         scale = np.array([1.0, 1.7, 0.6][: len(symbols)])
         steps.append((symbols, {k: v[t] * scale for k, v in fields.items()}, None))
     stepped, warmed = detector(), detector()
-    for symbols, f, ts in steps[:500]:
+    for symbols, f, ts in steps[:380]:
         stepped.step(symbols, f, ts=ts)
-    assert warmed.warm(steps[:500], batch=500) == sum(len(s) for s, _, _ in steps[:500])
+    assert warmed.warm(steps[:380], batch=400) == sum(len(s) for s, _, _ in steps[:380])
     assert warmed.fits == stepped.fits >= (2 if name == "iforest" else 0)
-    for symbols, f, ts in steps[500:]:
+    for symbols, f, ts in steps[380:]:
         a, b = stepped.step(symbols, f, ts=ts), warmed.step(symbols, f, ts=ts)
         np.testing.assert_array_equal(a.score, b.score)
         np.testing.assert_array_equal(a.threshold, b.threshold)
