@@ -35,7 +35,13 @@ from tickwise.bus.base import ANOMALIES as ANOMALIES_TOPIC
 from tickwise.codec import encode_json
 from tickwise.config import Settings
 from tickwise.exceptions import ConfigError
-from tickwise.pipeline.stages import History, StageOutput, warehouse_history
+from tickwise.pipeline.stages import (
+    History,
+    StageOutput,
+    new_series,
+    stored_bars,
+    warehouse_history,
+)
 from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
 
@@ -123,9 +129,8 @@ class AnomalyStage:
         self._history = history
         self._warmup_bars = warmup_bars
         self._series: set[tuple[str, str]] = set()  # (symbol, timeframe) seen by this stage
-        #: stored bars stepped through to warm series up, and the seconds it took
+        #: stored bars stepped through to warm series up
         self.warmed_bars = 0
-        self.warmup_s = 0.0
         #: set by `StageRunner`: keeps its partitions while a warm-up runs longer than a lease
         self.keepalive: Callable[[], None] | None = None
         self._warehouse = warehouse
@@ -194,12 +199,11 @@ class AnomalyStage:
         # What this stage loaded at start may have been delivered since by the worker that
         # owned the symbol's partition then (a rebalance moved it here): ask the table again.
         assert self._warehouse is not None
-        now: dict[tuple[str, str], str] = {}
-        for symbol in sorted({str(d.alert.anomaly["symbol"]) for d in due}):
-            first = min(int(d.alert.anomaly.get("ts") or 0) for d in due  # type: ignore[call-overload]
-                        if str(d.alert.anomaly["symbol"]) == symbol)
-            rows = pl.from_arrow(self._warehouse.read(ALERTS.name, where={"symbol": symbol}, start_ts=first))
-            now.update({(r["alert_id"], r["notifier"]): r["status"] for r in rows.iter_rows(named=True)})  # type: ignore[union-attr]
+        first = min(int(d.alert.anomaly.get("ts") or 0) for d in due)  # type: ignore[call-overload]
+        symbols = {str(d.alert.anomaly["symbol"]) for d in due}
+        rows = pl.from_arrow(self._warehouse.read(ALERTS.name, start_ts=first)).filter(  # type: ignore[union-attr]
+            pl.col("symbol").is_in(symbols))
+        now = {(r["alert_id"], r["notifier"]): r["status"] for r in rows.iter_rows(named=True)}  # type: ignore[union-attr]
         keep = [d for d in due if now.get((d.alert.alert_id, d.notifier), "pending") == "pending"]
         if len(keep) < len(due):
             log.info("%d pending alert deliveries were delivered by another worker meanwhile; not resent",
@@ -259,19 +263,12 @@ class AnomalyStage:
 
     def _warm_up(self, bars: pl.DataFrame) -> None:
         """Step series new to this stage through their stored bars before their first bar here."""
-        firsts = bars.group_by("symbol", "timeframe", maintain_order=True).agg(pl.col("ts").min().dt.epoch("ns"))
-        new = [(s, tf, t) for s, tf, t in firsts.iter_rows() if (s, tf) not in self._series]
+        new = new_series(bars, self._series)
         self._series.update((s, tf) for s, tf, _ in new)
         if not new or self._history is None or not self._warmup_bars:
             return
         start = time.perf_counter()
-        many = getattr(self._history, "many", None)  # one read for all new series, where it can
-        if many is not None:
-            stored = many(new, self._warmup_bars)
-        else:
-            parts = [self._history(s, tf, t, self._warmup_bars) for s, tf, t in new]
-            stored = pl.concat([p for p in parts if p.height], how="vertical_relaxed") if any(
-                p.height for p in parts) else pl.DataFrame()
+        stored = stored_bars(self._history, new, self._warmup_bars)
         if not stored.height:
             return
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
@@ -279,7 +276,6 @@ class AnomalyStage:
             for name in self.detector_names:
                 self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += stored.height
-        self.warmup_s += time.perf_counter() - start
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
                  stored.select("symbol", "timeframe").n_unique(), stored.height, time.perf_counter() - start)
 

@@ -43,7 +43,13 @@ from tickwise.forecast.drift import drift_threshold
 from tickwise.forecast.lstm import LSTMForecaster
 from tickwise.forecast.signal import forecast_signals
 from tickwise.forecast.tables import FORECASTS as FORECASTS_TABLE
-from tickwise.pipeline.stages import History, StageOutput, warehouse_history
+from tickwise.pipeline.stages import (
+    History,
+    StageOutput,
+    new_series,
+    stored_bars,
+    warehouse_history,
+)
 from tickwise.signals.tables import SIGNALS_TABLE
 from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
@@ -133,34 +139,25 @@ class ForecastStage:
         self.drift_refits = 0
         self.skipped_fits = 0
 
-    def _track(self, symbol: str, timeframe: str, ts: int) -> _Track:
+    def _track(self, symbol: str, timeframe: str) -> _Track:
         track = self.tracks.get((symbol, timeframe))
         if track is None:
             every = self.config.refit_every
             stagger = zlib.crc32(symbol.encode()) % every
             track = _Track(self.config.window, self.config.drift_window, every + stagger)
             self.tracks[(symbol, timeframe)] = track
-            if self.history is not None:
-                past = self._fetched.pop((symbol, timeframe), None)
-                if past is None:
-                    past = self.history(symbol, timeframe, ts, self.config.window)
-                if past.height:
-                    track.bars.extend(past.select(_BAR_COLUMNS).to_numpy().astype(np.float64))
-                    track.last_ts = int(past["ts"].dt.epoch("ns")[-1])
+            past = self._fetched.pop((symbol, timeframe), None)
+            if past is not None:  # stored bars read by `_fetch_new`
+                track.bars.extend(past.select(_BAR_COLUMNS).to_numpy().astype(np.float64))
+                track.last_ts = int(past["ts"].dt.epoch("ns")[-1])
         return track
 
     def _fetch_new(self, frame: pl.DataFrame) -> None:
-        """Read the stored bars of every series new in this call at once, where the history can."""
-        many = getattr(self.history, "many", None)
-        firsts = frame.group_by("symbol", "timeframe", maintain_order=True).agg(pl.col("ts").min().dt.epoch("ns"))
-        new = [(s, tf, t) for s, tf, t in firsts.iter_rows() if (s, tf) not in self.tracks]
-        if many is None or len(new) < 2:
-            return
-        past = many(new, self.config.window)
-        self._fetched = {(s, tf): part for (s, tf), part in past.partition_by(
+        """Read the stored bars of every series new in this call, in one read where the history can."""
+        new = new_series(frame, self.tracks) if self.history is not None else []
+        past = stored_bars(self.history, new, self.config.window) if new else pl.DataFrame()  # type: ignore[arg-type]
+        self._fetched = {(str(s), str(tf)): part for (s, tf), part in past.partition_by(
             "symbol", "timeframe", as_dict=True, maintain_order=True).items()} if past.height else {}
-        for s, tf, _ in new:
-            self._fetched.setdefault((s, tf), past.clear())
 
     def revoked(self, timeframe: str) -> None:
         """Forget the series of ``timeframe`` (a rebalance gave its bars to another worker); if
@@ -212,7 +209,7 @@ class ForecastStage:
         lstm_keys: list[tuple[str, str, int]] = []
         for i in range(len(symbols)):
             ts = int(stamps[i])
-            track = self._track(symbols[i], tfs[i], ts)
+            track = self._track(symbols[i], tfs[i])
             if ts <= track.last_ts:
                 if ts == track.last_ts and track.last_rows is not None:
                     repeats.append(track.last_rows)  # redelivered bar: same rows again (idempotent)

@@ -11,7 +11,7 @@ upserts keyed by ``(symbol, ts, ...)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -62,9 +62,7 @@ class WarehouseHistory:
         self.warehouse = warehouse
 
     def __call__(self, symbol: str, timeframe: str, before_ts_ns: int, count: int) -> pl.DataFrame:
-        table = self.warehouse.read("bars", where={"symbol": symbol, "timeframe": timeframe},
-                                    end_ts=before_ts_ns, last=count)
-        return pl.from_arrow(table)  # type: ignore[return-value]
+        return pl.from_arrow(self.warehouse.bars(symbol, timeframe, end_ts=before_ts_ns, last=count))  # type: ignore[return-value]
 
     def many(self, series: Sequence[tuple[str, str, int]], count: int) -> pl.DataFrame:
         """Up to ``count`` bars before each ``(symbol, timeframe, before_ts_ns)``, oldest first per series."""
@@ -74,3 +72,19 @@ class WarehouseHistory:
 def warehouse_history(warehouse: Warehouse) -> WarehouseHistory:
     """Recent bars of a series from the warehouse (`WarehouseHistory`)."""
     return WarehouseHistory(warehouse)
+
+
+def new_series(bars: pl.DataFrame, seen: Container[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """``(symbol, timeframe, first ts in ns)`` of each series in ``bars`` not in ``seen``."""
+    firsts = bars.group_by("symbol", "timeframe", maintain_order=True).agg(pl.col("ts").min().dt.epoch("ns"))
+    return [(s, tf, t) for s, tf, t in firsts.iter_rows() if (s, tf) not in seen]
+
+
+def stored_bars(history: History, series: Sequence[tuple[str, str, int]], count: int) -> pl.DataFrame:
+    """Up to ``count`` stored bars before each ``(symbol, timeframe, before_ts_ns)``: one read
+    where the history can (`WarehouseHistory.many`), else one per series."""
+    many = getattr(history, "many", None)
+    if many is not None:
+        return many(series, count)  # type: ignore[no-any-return]
+    parts = [p for p in (history(s, tf, t, count) for s, tf, t in series) if p.height]
+    return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
