@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     #: stored bars per series the live detectors step through before its first bar after a
     #: (re)start, so they score from that bar on (0: off)
     anomaly_warmup_bars: int = 2100
+    #: seconds between saves of the live detectors' per-series state to the warehouse, which a
+    #: (re)started stage loads instead of warming up from scratch (0: off)
+    anomaly_checkpoint_s: float = 60.0
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""
     alert_sns_topic_arn: str = ""
@@ -136,6 +139,13 @@ class Settings(BaseSettings):
     @classmethod
     def _non_negative(cls, value: int) -> int:
         if value < 0:
+            raise ValueError(f"must be >= 0, was {value}")
+        return value
+
+    @field_validator("anomaly_checkpoint_s")
+    @classmethod
+    def _non_negative_float(cls, value: float) -> float:
+        if not value >= 0:
             raise ValueError(f"must be >= 0, was {value}")
         return value
 

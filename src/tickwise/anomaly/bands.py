@@ -9,6 +9,7 @@ the next anomaly for a whole window. Two forms give the same numbers: `band_zsco
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -187,6 +188,19 @@ class BandBank:
                     self._alloc(2 * self.count.shape[0])
             out[i] = row
         return out
+
+    def export_row(self, row: int) -> dict[str, np.ndarray]:
+        """One row's state (`import_row` puts it back, in this bank or another)."""
+        return {name: getattr(self, name)[row].copy() for name in self._names()}
+
+    def import_row(self, row: int, state: Mapping[str, np.ndarray]) -> None:
+        """Set one row's state from `export_row` of a bank with the same settings."""
+        for name in self._names():
+            getattr(self, name)[row] = state[name]
+
+    def _names(self) -> tuple[str, ...]:
+        return ("count", "sum", "sumsq", "mean", "var", "ring") if self.bands.method == "rolling" \
+            else ("count", "sum", "sumsq", "mean", "var")
 
     def _center_scale(self, rows: np.ndarray) -> tuple[FloatArray, FloatArray, np.ndarray]:
         count = self.count[rows]

@@ -344,6 +344,12 @@ class ClassifierModel:
         self._clf: Ensemble | None = None
 
     @property
+    def identity(self) -> str:
+        """What its scores depend on (training settings, shipped bars, the code): a detector
+        state saved with another model's scores is not loaded (`MultiSymbolDetector.config`)."""
+        return _cache_key(self.training)
+
+    @property
     def classifier(self) -> Ensemble:
         """The fitted ensemble (fitted or loaded now, waiting for it, if need be)."""
         if self._clf is None:

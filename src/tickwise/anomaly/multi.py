@@ -10,6 +10,8 @@ schedule. For one symbol it gives the same scores as `Detector`.
 
 from __future__ import annotations
 
+import functools
+import io
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -76,6 +78,7 @@ class MultiSymbolDetector:
         self._since = 0
         self._fitted = not model.needs_fit
         self.fits = 0
+        self._config: str | None = None
 
     def _grow(self, rows: np.ndarray) -> None:
         need = int(rows.max()) + 1 if rows.size else 0
@@ -175,6 +178,75 @@ class MultiSymbolDetector:
         flush()
         return done
 
+    @property
+    def checkpointable(self) -> bool:
+        """Whether each symbol's state is its own, so `export_state` can save it: not for
+        models fitted on the pooled windows of all symbols (``iforest``, ``autoencoder``)."""
+        return not self.model.needs_fit
+
+    def config(self) -> str:
+        """A digest of everything a saved state depends on: the detector, its settings and the
+        code that computes the state. A state saved under another digest must not be loaded."""
+        if self._config is not None:
+            return self._config
+        from tickwise.anomaly.modelcache import fingerprint
+
+        parts = [self.name, repr(self.spec.names), repr(self.bands), repr(self.thresholds.settings),
+                 repr(self.seasonality), str(self.model.lookback), getattr(self.model, "identity", ""),
+                 _state_code_digest(), _module_digest(type(self.model).__module__)]
+        self._config = fingerprint(parts)
+        return self._config
+
+    def export_state(self, symbol: str) -> bytes:
+        """The state of one symbol (bands, time-of-day profile, threshold, the last bars'
+        features) as a NumPy ``.npz`` (no pickle): `import_state` in a detector with the same
+        `config` continues exactly where this one is.
+
+        Examples
+        --------
+        >>> from tickwise.anomaly.zscore import ZScoreModel
+        >>> rng = np.random.default_rng(2)
+        >>> bars = [{"open": np.full(1, 100.0), "high": np.full(1, 101.0), "low": np.full(1, 99.0),
+        ...          "close": 100 + rng.normal(0, 1, 1), "volume": rng.lognormal(7, 0.3, 1)} for _ in range(300)]
+        >>> def detector():
+        ...     return MultiSymbolDetector(ZScoreModel(), bands=Bands(window=20, min_periods=10),
+        ...                                thresholds=ThresholdSettings(min_scores=20, q=0.01))
+        >>> a, b = detector(), detector()
+        >>> for bar in bars[:200]:
+        ...     _ = a.step(["A"], bar)
+        >>> _ = b.step(["Z"], bars[0])  # another symbol first: "A" gets another row in b
+        >>> b.import_state("A", a.export_state("A"))
+        >>> later = [(a.step(["A"], bar), b.step(["A"], bar)) for bar in bars[200:]]
+        >>> all(np.array_equal(x.score, y.score) and np.array_equal(x.threshold, y.threshold) for x, y in later)
+        True
+        """
+        if not self.checkpointable:
+            raise ValueError(f"the {self.name} detector's state is shared by all its symbols; it cannot be saved per symbol")
+        row = self.bank.index.get(symbol)
+        if row is None:
+            raise KeyError(f"no state for symbol {symbol!r}")
+        self._grow(np.array([row]))
+        arrays = {"prev": self._prev[row], "windows": self._windows[row]}
+        arrays.update({f"band.{k}": v for k, v in self.bank.export_row(row).items()})
+        arrays.update({f"threshold.{k}": v for k, v in self.thresholds.export_row(row).items()})
+        if self._season is not None:
+            arrays.update({f"season.{k}": v for k, v in self._season.export_row(row).items()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    def import_state(self, symbol: str, data: bytes) -> None:
+        """Set one symbol's state from `export_state` of a detector with the same `config`."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        row = int(self.bank.rows_for([symbol])[0])
+        self._grow(np.array([row]))
+        self._prev[row], self._windows[row] = arrays["prev"], arrays["windows"]
+        self.bank.import_row(row, _part(arrays, "band."))
+        self.thresholds.import_row(row, _part(arrays, "threshold."))
+        if self._season is not None:
+            self._season.import_row(row, _part(arrays, "season."))
+
     def _usable(self) -> bool:
         return self._fitted and getattr(self.model, "ready", True)
 
@@ -213,6 +285,34 @@ class MultiSymbolDetector:
         self._fitted = True
         self._since = 0
         self.fits += 1
+
+
+def _part(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+@functools.cache
+def _state_code_digest() -> str:
+    """A digest of the modules that compute a detector's per-symbol state, read once per process."""
+    from pathlib import Path
+
+    from tickwise.anomaly import bands, features, seasonal, threshold
+    from tickwise.anomaly.modelcache import fingerprint
+
+    return fingerprint([Path(m.__file__).read_bytes() for m in (bands, features, seasonal, threshold)]
+                       + [Path(__file__).read_bytes()])
+
+
+@functools.cache
+def _module_digest(module: str) -> str:
+    """A digest of the source of a model's module (its weights and features are code)."""
+    import sys
+    from pathlib import Path
+
+    from tickwise.anomaly.modelcache import fingerprint
+
+    path = getattr(sys.modules[module], "__file__", None)
+    return fingerprint([Path(path).read_bytes()]) if path else module
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ Daily and longer bars have one slot, so detectors turn this on for intraday bars
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -205,6 +205,31 @@ class SeasonBank:
             self._dev_sum = _grown(self._dev_sum, cap, 0.0)
             self._ready = _grown(self._ready, cap, 0)
         return cols
+
+    def export_row(self, row: int) -> dict[str, np.ndarray]:
+        """One row's profile: the minutes it has seen and their statistics (`import_row` puts
+        it back, in this bank or another, whose columns may be in another order)."""
+        self._fit(np.array([row]), np.empty(0, dtype=np.int64))
+        minutes = np.flatnonzero(self._index >= 0)
+        cols = self._index[minutes]
+        seen = self._count[row, cols] > 0
+        minutes, cols = minutes[seen], cols[seen]
+        return {"minutes": minutes, "level": self._level[row, cols], "dev": self._dev[row, cols],
+                "count": self._count[row, cols], "level_sum": self._level_sum[row].copy(),
+                "dev_sum": self._dev_sum[row].copy(), "ready": self._ready[row:row + 1].copy()}
+
+    def import_row(self, row: int, state: Mapping[str, np.ndarray]) -> None:
+        """Set one row's profile from `export_row` of a bank with the same settings."""
+        rows = np.array([row])
+        self._fit(rows, np.empty(0, dtype=np.int64))
+        self._level[row], self._dev[row], self._count[row] = 0.0, np.nan, 0
+        minutes = np.asarray(state["minutes"], dtype=np.int64)
+        if minutes.size:
+            cols = self._fit(np.repeat(rows, minutes.size), minutes)
+            self._level[row, cols], self._dev[row, cols], self._count[row, cols] = \
+                state["level"], state["dev"], state["count"]
+        self._level_sum[row], self._dev_sum[row] = state["level_sum"], state["dev_sum"]
+        self._ready[row] = int(state["ready"][0])
 
     def adjust(self, rows: np.ndarray, slots: np.ndarray, raw: FloatArray) -> FloatArray:
         """``raw`` (one row per symbol) with its columns mapped onto each symbol's all-day profile."""

@@ -29,7 +29,7 @@ from tickwise.alerts.tables import ALERTS
 from tickwise.anomaly import DETECTORS, make_bands, make_model, threshold_settings
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.seasonal import Seasonality
-from tickwise.anomaly.tables import ANOMALIES
+from tickwise.anomaly.tables import ANOMALIES, ANOMALY_STATE
 from tickwise.anomaly.threshold import ThresholdSettings
 from tickwise.bus.base import ANOMALIES as ANOMALIES_TOPIC
 from tickwise.codec import encode_json
@@ -93,12 +93,14 @@ class AnomalyStage:
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
                  window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000,
                  time_of_day: str = "auto", tz: str = "America/New_York",
-                 history: History | None = None, warmup_bars: int = 2100) -> None:
+                 history: History | None = None, warmup_bars: int = 2100, checkpoint_s: float = 60.0) -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
         if alert_memory < 1:
             raise ConfigError(f"alert_memory must be >= 1 (alerts remembered across a restart), was {alert_memory}")
+        if not checkpoint_s >= 0:
+            raise ConfigError(f"setting TICKWISE_ANOMALY_CHECKPOINT_S must be >= 0 (0: off), was {checkpoint_s}")
         if warmup_bars < 0:
             raise ConfigError(f"setting TICKWISE_ANOMALY_WARMUP_BARS must be >= 0, was {warmup_bars}")
         if time_of_day not in ("auto", "off"):
@@ -129,8 +131,12 @@ class AnomalyStage:
         self._history = history
         self._warmup_bars = warmup_bars
         self._series: set[tuple[str, str]] = set()  # (symbol, timeframe) seen by this stage
-        #: stored bars stepped through to warm series up
-        self.warmed_bars = 0
+        #: stored bars stepped through to warm series up, and series restored from saved state
+        self.warmed_bars = self.restored_series = 0
+        self._checkpoint_s = checkpoint_s
+        self._checkpointed = time.monotonic()
+        self._touched: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> last ts stepped since a save
+        self._skip: dict[tuple[str, str], int] = {}  # series loaded from a saved state -> its last bar's ts
         #: set by `StageRunner`: keeps its partitions while a warm-up runs longer than a lease
         self.keepalive: Callable[[], None] | None = None
         self._warehouse = warehouse
@@ -144,6 +150,9 @@ class AnomalyStage:
         resends them from the ``alerts`` table (`StageRunner` calls this)."""
         self._engines = {k: v for k, v in self._engines.items() if k[0] != timeframe}
         self._series = {k for k in self._series if k[1] != timeframe}
+        # never save a state of series another worker owns now: it would overwrite a newer one
+        self._touched = {k: v for k, v in self._touched.items() if k[1] != timeframe}
+        self._skip = {k: v for k, v in self._skip.items() if k[1] != timeframe}
         n = self.outbox.hand_over(lambda d: d.alert.anomaly.get("timeframe") != timeframe)
         for symbol, saved in list(self._saved.items()):
             self._saved[symbol] = [d for d in saved if d.alert.anomaly.get("timeframe") != timeframe]
@@ -229,7 +238,10 @@ class AnomalyStage:
         if bars.height and self._saved:
             self._restore_symbols([s for s in bars.get_column("symbol").unique().to_list() if s in self._saved])
         if bars.height:
-            self._warm_up(bars)
+            bars = self._warm_up(bars)
+            for symbol, timeframe, ts in bars.group_by("symbol", "timeframe").agg(
+                    pl.col("ts").max().dt.epoch("ns")).iter_rows():
+                self._touched[(symbol, timeframe)] = ts
             for timeframe, steps in self._steps(bars).items():
                 for symbols, fields, ts in steps:
                     rows.extend(self._round(timeframe, symbols, fields, ts))
@@ -243,7 +255,32 @@ class AnomalyStage:
         changes = self.outbox.changes()
         if changes:
             out.tables[ALERTS.name] = alert_rows(changes)
+        if self._touched and self._saving() and time.monotonic() - self._checkpointed >= self._checkpoint_s:
+            out.tables[ANOMALY_STATE.name] = self.checkpoint()
         return out
+
+    def _saving(self) -> bool:
+        return self._warehouse is not None and self._checkpoint_s > 0
+
+    def checkpoint(self) -> pl.DataFrame:
+        """The saved state (rows of the ``anomaly_state`` table) of every series stepped since
+        the last save, for each detector whose state is per symbol; `on_bars` returns it every
+        ``checkpoint_s`` with the anomalies, so the runner commits both in one transaction."""
+        rows = []
+        now = time.time_ns()
+        for (symbol, timeframe), ts in self._touched.items():
+            for name in self.detector_names:
+                engine = self._engines.get((timeframe, name))
+                if engine is None or not engine.checkpointable or symbol not in engine.bank.index:
+                    continue
+                rows.append({"timeframe": timeframe, "symbol": symbol, "detector": name, "ts": ts,
+                             "config": engine.config(), "state": engine.export_state(symbol), "ts_updated": now})
+        self._touched = {}
+        self._checkpointed = time.monotonic()
+        return pl.DataFrame(rows, schema={"timeframe": pl.Utf8, "symbol": pl.Utf8, "detector": pl.Utf8,
+                                          "ts": pl.Int64, "config": pl.Utf8, "state": pl.Binary,
+                                          "ts_updated": pl.Int64}).with_columns(
+            pl.col("ts").cast(pl.Datetime("ns", "UTC")), pl.col("ts_updated").cast(pl.Datetime("ns", "UTC")))
 
     def _recall(self, rows: list[dict[str, object]]) -> None:
         """Before routing anomalies, learn the alerts raised around them that are in the table
@@ -261,23 +298,78 @@ class AnomalyStage:
         if near.height:
             self.router.restore(zip(near["alert_id"], near["symbol"], near["rule"], near["ts"], strict=True))
 
-    def _warm_up(self, bars: pl.DataFrame) -> None:
-        """Step series new to this stage through their stored bars before their first bar here."""
+    def _warm_up(self, bars: pl.DataFrame) -> pl.DataFrame:
+        """Bring series new to this stage up to date before their first bar here: load their
+        saved state where there is one, then step them through their stored bars since (all
+        their last ``warmup_bars`` without one). Returns ``bars`` less those a loaded state
+        has already learned (replayed after a crash: their anomalies were committed with it)."""
         new = new_series(bars, self._series)
         self._series.update((s, tf) for s, tf, _ in new)
-        if not new or self._history is None or not self._warmup_bars:
-            return
         start = time.perf_counter()
+        since = self._load_states(new) if new else {}  # (symbol, timeframe) -> ts of the last bar its state learned
+        self._skip.update(since)
+        if self._skip:  # until a series' bars go past its loaded state, drop those it has learned
+            bars = _after(bars, _since_frame(self._skip))
+            for s, tf, _ in new_series(bars, ()):
+                self._skip.pop((s, tf), None)
+        if not new:
+            return bars
+        if since:
+            done = _since_frame(since)
+            left = dict(((s, tf), t) for s, tf, t in new_series(bars, ()))
+            # a series all of whose bars here were learned: stored bars up to its state's last one
+            new = [(s, tf, left.get((s, tf), since.get((s, tf), 0) + 1)) for s, tf, _ in new]
+        if self._history is None or not self._warmup_bars:
+            return bars
         stored = stored_bars(self._history, new, self._warmup_bars)
         if not stored.height:
-            return
+            return bars
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
-        for timeframe, steps in self._steps(stored).items():
-            for name in self.detector_names:
-                self._engine(timeframe, name).warm(steps, tick=self.keepalive)
-        self.warmed_bars += stored.height
+        # detectors with a loaded state step only the stored bars after it
+        later = _after(stored, done) if since else stored
+        timeframes = stored["timeframe"].unique(maintain_order=True).to_list()
+        engines = {(tf, name): self._engine(tf, name) for tf in timeframes for name in self.detector_names}
+        used = stored if any(not e.checkpointable for e in engines.values()) else later
+        if not used.height:
+            return bars
+        steps, after = self._steps(stored), self._steps(later)
+        for (timeframe, _), engine in engines.items():
+            engine.warm((after if engine.checkpointable else steps).get(timeframe, []), tick=self.keepalive)
+        self.warmed_bars += used.height
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
-                 stored.select("symbol", "timeframe").n_unique(), stored.height, time.perf_counter() - start)
+                 used.select("symbol", "timeframe").n_unique(), used.height, time.perf_counter() - start)
+        return bars
+
+    def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
+        """Load the saved state of each new series whose every per-symbol detector has one,
+        saved by a detector of the same `MultiSymbolDetector.config` at the same bar; return
+        the ts of that bar per series loaded."""
+        names = [n for n in self.detector_names if self._engine(new[0][1], n).checkpointable]
+        if not self._saving() or not names:
+            return {}
+        wanted = {(s, tf) for s, tf, _ in new}
+        found: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = {}
+        for timeframe in sorted({tf for _, tf, _ in new}):
+            saved = _epoch_ns(pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, arg-type]
+                ANOMALY_STATE.name, where={"timeframe": timeframe}, order_by="ts")), ("ts",))
+            configs = {n: self._engine(timeframe, n).config() for n in names}
+            for r in saved.iter_rows(named=True):  # type: ignore[union-attr]
+                key = (r["symbol"], timeframe)
+                if key in wanted and configs.get(r["detector"]) == r["config"]:
+                    found.setdefault(key, {})[r["detector"]] = (int(r["ts"]), r["state"])
+        since = {}
+        for key, states in found.items():
+            times = {ts for ts, _ in states.values()}
+            if set(states) != set(names) or len(times) != 1:
+                continue  # a detector without its state, or states of different bars: warm up as before
+            for name, (_, data) in states.items():
+                self._engine(key[1], name).import_state(key[0], data)
+            since[key] = times.pop()
+        if since:
+            self.restored_series += len(since)
+            log.info("anomaly detectors loaded the saved state of %d series (%s)", len(since),
+                     ", ".join(names))
+        return since
 
     @staticmethod
     def _steps(bars: pl.DataFrame) -> dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]]:
@@ -384,6 +476,17 @@ def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[D
 _ALERT_TIMES = ("ts", "ts_created", "ts_updated")
 
 
+def _since_frame(since: dict[tuple[str, str], int]) -> pl.DataFrame:
+    return pl.DataFrame([(s, tf, t) for (s, tf), t in since.items()], orient="row",
+                        schema={"symbol": pl.Utf8, "timeframe": pl.Utf8, "_since": pl.Int64})
+
+
+def _after(bars: pl.DataFrame, since: pl.DataFrame) -> pl.DataFrame:
+    """``bars`` less those of each series in ``since`` (symbol, timeframe, _since) at or before its ``_since`` ns."""
+    return bars.join(since, on=["symbol", "timeframe"], how="left").filter(
+        pl.col("_since").is_null() | (pl.col("ts").dt.epoch("ns") > pl.col("_since"))).drop("_since")
+
+
 def _epoch_ns(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
     return frame.with_columns(pl.col(c).dt.epoch("ns") for c in columns)
 
@@ -406,5 +509,5 @@ def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> Ano
         notifiers=notifiers, false_alarm_rate=settings.anomaly_false_alarm_rate, warehouse=warehouse,
         time_of_day=settings.anomaly_time_of_day, tz=settings.anomaly_tz,
         history=warehouse_history(warehouse) if warehouse is not None else None,
-        warmup_bars=settings.anomaly_warmup_bars,
+        warmup_bars=settings.anomaly_warmup_bars, checkpoint_s=settings.anomaly_checkpoint_s,
     )

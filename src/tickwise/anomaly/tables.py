@@ -21,3 +21,19 @@ ANOMALIES = register_table(
         key=("symbol", "timeframe", "ts", "detector"),
     )
 )
+
+ANOMALY_STATE = register_table(
+    TableSpec(
+        "anomaly_state",
+        (
+            ("timeframe", "text"),
+            ("symbol", "text"),
+            ("detector", "text"),
+            ("ts", "timestamp"),  # the last bar the state has learned
+            ("config", "text"),  # `MultiSymbolDetector.config` of the detector that saved it
+            ("state", "blob"),  # `MultiSymbolDetector.export_state`: a NumPy .npz
+            ("ts_updated", "timestamp"),
+        ),
+        key=("timeframe", "symbol", "detector"),
+    )
+)

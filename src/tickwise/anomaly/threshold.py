@@ -32,6 +32,7 @@ series) and `ThresholdBank` (many symbols) give the same numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,6 +145,9 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
     return out
 
 
+_ROW_STATE = ("ring", "count", "z", "phase")
+
+
 class ThresholdBank:
     """`tail_thresholds` for many symbols, one row per symbol (rows given by the caller).
 
@@ -167,6 +171,9 @@ class ThresholdBank:
             "ring": np.zeros((capacity, self.settings.window)),
             "count": np.zeros(capacity, dtype=np.int64),
             "z": np.full(capacity, np.inf),
+            # when a row refreshes its threshold: every `refresh` scores, offset by its row so
+            # that symbols take turns; kept with the row's state (`export_row`)
+            "phase": np.arange(capacity, dtype=np.int64),
         }
         if old is not None:
             for name, arr in fresh.items():
@@ -177,6 +184,17 @@ class ThresholdBank:
     def _ensure(self, rows: np.ndarray) -> None:
         if rows.size and rows.max() >= self.z.shape[0]:
             self._alloc(max(2 * self.z.shape[0], int(rows.max()) + 1))
+
+    def export_row(self, row: int) -> dict[str, np.ndarray]:
+        """One row's state (`import_row` puts it back, in this bank or another)."""
+        self._ensure(np.array([row]))
+        return {name: getattr(self, name)[row].copy() for name in _ROW_STATE}
+
+    def import_row(self, row: int, state: Mapping[str, np.ndarray]) -> None:
+        """Set one row's state from `export_row` of a bank with the same settings."""
+        self._ensure(np.array([row]))
+        for name in _ROW_STATE:
+            getattr(self, name)[row] = state[name]
 
     def threshold(self, rows: np.ndarray) -> FloatArray:
         """Thresholds in force for these rows."""
@@ -196,7 +214,7 @@ class ThresholdBank:
         self.ring[r, count % st.window] = scores[valid]
         count = count + 1
         self.count[r] = count
-        due = (count >= st.min_scores) & ((count == st.min_scores) | ((count + r) % st.refresh == 0))
+        due = (count >= st.min_scores) & ((count == st.min_scores) | ((count + self.phase[r]) % st.refresh == 0))
         if np.any(due):
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]
