@@ -5,7 +5,10 @@ A DuckDB warehouse gets ``--bars`` stored 1m bars for each of ``--symbols`` symb
 (synthetic, as in bench_anomaly); a fresh `AnomalyStage` with the warehouse's history then
 receives one new bar per symbol. Timed: reading the stored bars of all series in one call,
 as the stage does (`Warehouse.last_rows`; and, for comparison, one read per series), and the
-whole first call (read, warm-up, scoring the new bars). Prints a table and writes
+whole first call (read, warm-up, scoring the new bars). Then the saved state: that stage's
+`AnomalyStage.checkpoint` (exporting every series' state) and its commit to the warehouse,
+and the first call of a second fresh stage receiving the next bar, which loads the saved
+state instead of warming up (a restart with saved state). Prints a table and writes
 artifacts/benchmarks/bench_warm_start.json.
 """
 
@@ -42,8 +45,9 @@ def bar_frame(n_symbols: int, n_bars: int) -> pl.DataFrame:
 
 
 def run(n_symbols: int, n_bars: int, detectors: tuple[str, ...]) -> dict[str, object]:
-    frame = bar_frame(n_symbols, n_bars + 1)
-    stored, new = frame.head(n_symbols * n_bars), frame.tail(n_symbols)
+    frame = bar_frame(n_symbols, n_bars + 2)
+    stored, new = frame.head(n_symbols * n_bars), frame.slice(n_symbols * n_bars, n_symbols)
+    after = frame.tail(n_symbols)
     with tempfile.TemporaryDirectory() as tmp:
         warehouse = open_warehouse(f"duckdb://{tmp}/w.duckdb")
         try:
@@ -57,8 +61,12 @@ def run(n_symbols: int, n_bars: int, detectors: tuple[str, ...]) -> dict[str, ob
             t0 = time.perf_counter()
             history.many(series, n_bars)
             read_s = time.perf_counter() - t0
-            stage = AnomalyStage(timeframes=("1m",), detectors=detectors, notifiers=[MemoryNotifier()],
-                                 history=history, warmup_bars=n_bars, time_of_day="off")
+            def stage_() -> AnomalyStage:  # saving every hour: not in the first call
+                return AnomalyStage(timeframes=("1m",), detectors=detectors, notifiers=[MemoryNotifier()],
+                                    history=history, warmup_bars=n_bars, time_of_day="off",
+                                    warehouse=warehouse, checkpoint_s=3600)
+
+            stage = stage_()
             if "classifier" in detectors:
                 from tickwise.anomaly.learned import Training, trained
 
@@ -67,13 +75,30 @@ def run(n_symbols: int, n_bars: int, detectors: tuple[str, ...]) -> dict[str, ob
                 t0 = time.perf_counter()
                 stage.on_bars(new)
                 first_call_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                state = stage.checkpoint()
+                export_s = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                warehouse.commit({"anomaly_state": state.to_arrow()})
+                commit_s = time.perf_counter() - t0
             finally:
                 stage.close()
+            restarted = stage_()
+            try:
+                t0 = time.perf_counter()
+                restarted.on_bars(after)
+                restart_s = time.perf_counter() - t0
+                assert restarted.restored_series == n_symbols and restarted.warmed_bars == 0
+            finally:
+                restarted.close()
         finally:
             warehouse.close()
     return {"symbols": n_symbols, "stored_bars_per_symbol": n_bars, "detectors": ",".join(detectors),
             "read_s": round(read_s, 2), "read_each_s": round(each_s, 2), "first_call_s": round(first_call_s, 2),
-            "ms_per_warm_up_step": round((first_call_s - read_s) * 1000 / n_bars, 2)}
+            "ms_per_warm_up_step": round((first_call_s - read_s) * 1000 / n_bars, 2),
+            "state_mb": round(sum(len(b) for b in state["state"].to_list()) / 1e6, 1),
+            "save_export_s": round(export_s, 2), "save_commit_s": round(commit_s, 2),
+            "restart_with_saved_state_s": round(restart_s, 2)}
 
 
 def main() -> None:
@@ -91,10 +116,13 @@ def main() -> None:
     if len(names) > 1:
         rows.append(run(n_symbols, args.bars, names))
     print(f"{'detectors':<34} {'symbols':>7} {'bars each':>9} {'read s':>7} {'(one per series)':>16} "
-          f"{'first call s':>12} {'ms / step':>9}")
+          f"{'first call s':>12} {'ms / step':>9} {'state MB':>8} {'save s':>13} {'restart s':>9}")
     for r in rows:
         print(f"{r['detectors']:<34} {r['symbols']:>7} {r['stored_bars_per_symbol']:>9} {r['read_s']:>7} "
-              f"{r['read_each_s']:>16} {r['first_call_s']:>12} {r['ms_per_warm_up_step']:>9}")
+              f"{r['read_each_s']:>16} {r['first_call_s']:>12} {r['ms_per_warm_up_step']:>9} {r['state_mb']:>8} "
+              f"{r['save_export_s']:>6}+{r['save_commit_s']:<6} {r['restart_with_saved_state_s']:>9}")
+    print("save s: exporting every series' state + committing it; restart s: the first call of a new "
+          "stage that loads the saved state (no warm-up)")
     out = Path("artifacts/benchmarks/bench_warm_start.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     anomaly_warmup_bars: int = 2100
     #: seconds between saves of the live detectors' per-series state to the warehouse, which a
     #: (re)started stage loads instead of warming up from scratch (0: off)
-    anomaly_checkpoint_s: float = 60.0
+    anomaly_checkpoint_s: float = 300.0
     alert_cooldown_s: float = 300.0
     alert_webhook_url: str = ""
     alert_sns_topic_arn: str = ""

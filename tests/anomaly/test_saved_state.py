@@ -134,19 +134,39 @@ def test_bars_replayed_after_a_crash_are_not_learned_twice(aapl_hourly, duck, un
     assert replayed.equals(reference)  # nothing from the 200 replayed bars, then the same anomalies
 
 
-def test_detectors_fitted_on_all_symbols_warm_up_from_stored_bars_beside_loaded_ones(aapl_hourly, duck, uninterrupted, caplog):
-    """The Isolation Forest's model is fitted on the windows of all symbols, so its state is not
-    saved per symbol: it warms up from the stored bars as before, while ``divergence`` loads its
-    state; together they flag what an uninterrupted stage flags (the warm-up covers the history)."""
+def test_isolation_forest_restarts_with_its_saved_model(aapl_hourly, duck, tmp_path):
+    """The Isolation Forest is fitted on the windows of all symbols: its model is saved once per
+    detector (the windows of its last fit and those since; loading refits on the same windows,
+    which gives the same forest) beside each symbol's state. Restarted with 50 stored bars it
+    flags exactly what an uninterrupted stage flags, refits included; without the saved model
+    (the row deleted) the series warms up from its stored bars instead."""
+    from tickwise.anomaly.inject import inject
+
+    # two symbols, so the forest has the 2,000 windows of its first fit by bar 1,000
+    second = inject(aapl_hourly.drop("timeframe").with_columns(pl.lit("AAPL.B").alias("symbol")), rate=0.01,
+                    start=600, seed=6, magnitude=(8, 12))[0].with_columns(pl.lit("1h").alias("timeframe"))
+    bars = pl.concat([aapl_hourly, second.select(aapl_hourly.columns)]).sort("ts", "symbol")
+    split = bars["ts"][3000]
     detectors = ("divergence", "iforest")
-    reference = uninterrupted(detectors, 1500)
-    _run(_stage(detectors, duck), aapl_hourly.head(1500), duck)
-    saved = pl.from_arrow(duck.read("anomaly_state"))
-    assert saved["detector"].to_list() == ["divergence"]
-    restarted = _stage(detectors, duck, warmup_bars=10_000)
-    after = _run(restarted, aapl_hourly.slice(1500), duck)
-    assert restarted.restored_series == 1 and restarted.warmed_bars == 1500
+    reference = _run(_stage(detectors, None), bars).filter(pl.col("ts") >= split)
+    assert reference.filter(pl.col("detector") == "iforest").height >= 1
+    _run(_stage(detectors, duck), bars.filter(pl.col("ts") < split), duck)
+    saved = pl.from_arrow(duck.read("anomaly_state")).sort("symbol", "detector")
+    assert saved.select("symbol", "detector").rows() == [
+        ("", "iforest"), ("AAPL", "divergence"), ("AAPL", "iforest"), ("AAPL.B", "divergence"), ("AAPL.B", "iforest")]
+    restarted = _stage(detectors, duck, warmup_bars=50)
+    after = _run(restarted, bars.filter(pl.col("ts") >= split), duck)
+    assert restarted.restored_series == 2 and restarted.warmed_bars == 0
     assert after.equals(reference)
+
+    # a warehouse with the same bars and the symbols' states but not the model's
+    other = open_warehouse(f"duckdb://{tmp_path / 'other.duckdb'}")
+    other.commit({"bars": bars.filter(pl.col("ts") < split).to_arrow(),
+                  "anomaly_state": saved.filter(pl.col("symbol") != "").to_arrow()})
+    without = _stage(detectors, other, warmup_bars=300)
+    _run(without, bars.filter(pl.col("ts") >= split).head(100), other)
+    other.close()
+    assert without.restored_series == 0 and without.warmed_bars == 600
 
 
 def test_state_saved_by_other_settings_is_not_loaded(aapl_hourly, duck):
@@ -182,7 +202,7 @@ def test_checkpoint_setting_must_not_be_negative():
         AnomalyStage(timeframes=("1m",), checkpoint_s=-1)
 
 
-@pytest.mark.parametrize("detector", ["zscore", "divergence", "classifier"])
+@pytest.mark.parametrize("detector", ["zscore", "divergence", "classifier", "iforest"])
 def test_loaded_state_continues_bit_for_bit_in_a_detector_with_other_symbols(aapl_hourly, detector):
     """A symbol's state exported at bar 900 and imported into a detector that already holds
     another symbol (so it gets another row) scores the next bars exactly as the original."""
@@ -201,6 +221,8 @@ def test_loaded_state_continues_bit_for_bit_in_a_detector_with_other_symbols(aap
     a.warm((["AAPL"], bar(i), ts[i:i + 1]) for i in range(900))  # as stepping would (tested elsewhere)
     b.warm((["OTHER"], bar(i), ts[i:i + 1]) for i in range(900))
     assert a.config() == b.config()
+    if a.shared_model:
+        b.import_model_state(a.export_model_state())
     b.import_state("AAPL", a.export_state("AAPL"))
     for i in range(900, 1100):
         x, y = a.step(["AAPL"], bar(i), ts=ts[i:i + 1]), b.step(["AAPL"], bar(i), ts=ts[i:i + 1])
@@ -209,8 +231,32 @@ def test_loaded_state_continues_bit_for_bit_in_a_detector_with_other_symbols(aap
         assert {k: e.text for k, e in x.explanations.items()} == {k: e.text for k, e in y.explanations.items()}
 
 
-def test_a_model_fitted_on_all_symbols_cannot_export_one_symbol():
-    det = MultiSymbolDetector(make_model("iforest"))
-    assert not det.checkpointable
-    with pytest.raises(ValueError, match="shared by all its symbols"):
-        det.export_state("A")
+def test_runner_saves_the_state_when_it_stops_cleanly(aapl_hourly, duck):
+    """A clean stop commits the state of every series stepped since the last save (the stage's
+    ``on_stop``), so the next start steps no stored bar again."""
+    import threading
+    import time
+
+    from tickwise.bus import bars_topic
+    from tickwise.bus.memory import MemoryBus
+    from tickwise.codec import encode_table
+    from tickwise.pipeline.stage_runner import StageRunner
+
+    bus, bars = MemoryBus(), aapl_hourly.head(300)
+    duck.commit({"bars": bars.to_arrow()})
+    bus.publish(bars_topic("1h"), [encode_table(chunk.to_arrow()) for chunk in bars.iter_slices(50)])
+    stage = _stage(("divergence",), duck, checkpoint_s=3600)  # no save is due while it runs
+    runner, stop = StageRunner(bus, duck, stage), threading.Event()
+    thread = threading.Thread(target=runner.run, args=(stop,))
+    thread.start()
+    deadline = time.monotonic() + 30
+    while runner.bars_seen < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(timeout=30)
+    stage.close()
+    saved = pl.from_arrow(duck.read("anomaly_state"))
+    assert saved.select("symbol", "detector", "ts").rows() == [("AAPL", "divergence", bars["ts"][-1])]
+    restarted = _stage(("divergence",), duck)
+    _run(restarted, aapl_hourly.slice(300, 10), duck)
+    assert restarted.restored_series == 1 and restarted.warmed_bars == 0

@@ -79,6 +79,7 @@ class MultiSymbolDetector:
         self._fitted = not model.needs_fit
         self.fits = 0
         self._config: str | None = None
+        self._fit_data: FloatArray | None = None  # the windows of the last fit (`export_model_state`)
 
     def _grow(self, rows: np.ndarray) -> None:
         need = int(rows.max()) + 1 if rows.size else 0
@@ -179,10 +180,11 @@ class MultiSymbolDetector:
         return done
 
     @property
-    def checkpointable(self) -> bool:
-        """Whether each symbol's state is its own, so `export_state` can save it: not for
-        models fitted on the pooled windows of all symbols (``iforest``, ``autoencoder``)."""
-        return not self.model.needs_fit
+    def shared_model(self) -> bool:
+        """Whether the model is fitted on the pooled windows of all symbols (``iforest``,
+        ``autoencoder``): its state is saved once for the detector (`export_model_state`)
+        beside each symbol's (`export_state`)."""
+        return self.model.needs_fit
 
     def config(self) -> str:
         """A digest of everything a saved state depends on: the detector, its settings and the
@@ -220,8 +222,6 @@ class MultiSymbolDetector:
         >>> all(np.array_equal(x.score, y.score) and np.array_equal(x.threshold, y.threshold) for x, y in later)
         True
         """
-        if not self.checkpointable:
-            raise ValueError(f"the {self.name} detector's state is shared by all its symbols; it cannot be saved per symbol")
         row = self.bank.index.get(symbol)
         if row is None:
             raise KeyError(f"no state for symbol {symbol!r}")
@@ -234,6 +234,60 @@ class MultiSymbolDetector:
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return buf.getvalue()
+
+    @property
+    def model_version(self) -> tuple[int, int, int]:
+        """Changes whenever the state `export_model_state` saves does: ``(fits, windows kept,
+        windows since the last fit)``; ``(0, 0, 0)`` before it has learned any window."""
+        return self.fits, len(self._train), self._since
+
+    def export_model_state(self) -> bytes:
+        """The state all symbols share, for a `shared_model`: the windows of the last fit and
+        those learned since (no pickle: `import_model_state` refits on the same windows, which
+        gives the same forest, its seed being fixed).
+
+        Examples
+        --------
+        >>> from tickwise.anomaly.iforest import IsolationForestModel
+        >>> from tickwise.anomaly.base import Schedule
+        >>> rng = np.random.default_rng(3)
+        >>> bars = [{"open": np.full(3, 100.0), "high": 101 + rng.random(3), "low": np.full(3, 99.0),
+        ...          "close": 100 + rng.normal(0, 1, 3), "volume": rng.lognormal(7, 0.3, 3)} for _ in range(200)]
+        >>> def detector():
+        ...     return MultiSymbolDetector(IsolationForestModel(n_estimators=20), bands=Bands(window=20, min_periods=10),
+        ...                                schedule=Schedule(min_train=100, refit_every=150, max_train=300),
+        ...                                thresholds=ThresholdSettings(min_scores=20, q=0.01))
+        >>> a, b = detector(), detector()
+        >>> a.warm((["A", "B", "C"], bar, None) for bar in bars[:150]), a.fits
+        (450, 3)
+        >>> b.import_model_state(a.export_model_state())
+        >>> for s in ("A", "B", "C"):
+        ...     b.import_state(s, a.export_state(s))
+        >>> later = [(a.step(["A", "B", "C"], bar), b.step(["A", "B", "C"], bar)) for bar in bars[150:]]
+        >>> a.fits, b.fits, all(np.array_equal(x.score, y.score) for x, y in later)  # refitted once since, alike
+        (4, 4, True)
+        """
+        if not self.shared_model:
+            raise ValueError(f"the {self.name} detector has no model state shared by its symbols")
+        empty = np.empty((0, *self._windows.shape[1:]))
+        train = list(self._train)
+        since = train[max(len(train) - self._since, 0):] if self._since else []
+        buf = io.BytesIO()
+        np.savez(buf, fit=self._fit_data if self._fit_data is not None else empty,
+                 since=np.stack(since) if since else empty, fits=np.array([self.fits]))
+        return buf.getvalue()
+
+    def import_model_state(self, data: bytes) -> None:
+        """Set the shared state from `export_model_state` (refitting the model on its windows)."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            fit, since, fits = z["fit"], z["since"], int(z["fits"][0])
+        self._train.clear()
+        self._train.extend(fit)
+        if fit.shape[0]:
+            self.model.fit(fit)
+            self._fitted, self._fit_data = True, fit
+        self._train.extend(since)
+        self._since, self.fits = since.shape[0], fits
 
     def import_state(self, symbol: str, data: bytes) -> None:
         """Set one symbol's state from `export_state` of a detector with the same `config`."""
@@ -281,7 +335,8 @@ class MultiSymbolDetector:
         return False
 
     def _fit(self) -> None:
-        self.model.fit(np.stack(self._train))
+        self._fit_data = np.stack(self._train)
+        self.model.fit(self._fit_data)
         self._fitted = True
         self._since = 0
         self.fits += 1

@@ -46,6 +46,8 @@ from tickwise.store.base import Warehouse
 from tickwise.timeframes import timeframe_ns
 
 _FIELDS = ("open", "high", "low", "close", "volume")
+#: the ``symbol`` of an ``anomaly_state`` row holding a detector's model, shared by its symbols
+MODEL_ROW = ""
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,15 @@ class AnomalyStage:
     bands, 200 scores for a first threshold) and the Isolation Forest nothing until it has
     2,000 windows for its first fit.
 
+    With ``warehouse`` and ``checkpoint_s`` > 0, every ``checkpoint_s`` seconds (and in
+    `on_stop`) `on_bars` also returns the state of each series stepped since the last save
+    (`checkpoint`: rows of the ``anomaly_state`` table, committed with its anomalies). A new
+    series whose every detector has a saved state of the same `MultiSymbolDetector.config`
+    is loaded from it and then steps only the stored bars after the bar it was saved at
+    (instead of its last ``warmup_bars``), and bars that state has learned are dropped if the
+    bus replays them; so the time-of-day profile, which remembers more sessions than the
+    warm-up reads, comes back whole too.
+
     Examples
     --------
     >>> from tickwise.alerts.notifiers import MemoryNotifier
@@ -93,7 +104,7 @@ class AnomalyStage:
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
                  window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000,
                  time_of_day: str = "auto", tz: str = "America/New_York",
-                 history: History | None = None, warmup_bars: int = 2100, checkpoint_s: float = 60.0) -> None:
+                 history: History | None = None, warmup_bars: int = 2100, checkpoint_s: float = 300.0) -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
@@ -137,6 +148,7 @@ class AnomalyStage:
         self._checkpointed = time.monotonic()
         self._touched: dict[tuple[str, str], int] = {}  # (symbol, timeframe) -> last ts stepped since a save
         self._skip: dict[tuple[str, str], int] = {}  # series loaded from a saved state -> its last bar's ts
+        self._model_saved: dict[tuple[str, str], tuple[int, int, int]] = {}  # engine -> (fits, windows, since) saved
         #: set by `StageRunner`: keeps its partitions while a warm-up runs longer than a lease
         self.keepalive: Callable[[], None] | None = None
         self._warehouse = warehouse
@@ -259,6 +271,14 @@ class AnomalyStage:
             out.tables[ANOMALY_STATE.name] = self.checkpoint()
         return out
 
+    def on_stop(self) -> StageOutput:
+        """The state of the series stepped since the last save, on a clean stop (`StageRunner`
+        commits it), so the next start steps no bar again."""
+        out = StageOutput()
+        if self._touched and self._saving():
+            out.tables[ANOMALY_STATE.name] = self.checkpoint()
+        return out
+
     def _saving(self) -> bool:
         return self._warehouse is not None and self._checkpoint_s > 0
 
@@ -271,10 +291,16 @@ class AnomalyStage:
         for (symbol, timeframe), ts in self._touched.items():
             for name in self.detector_names:
                 engine = self._engines.get((timeframe, name))
-                if engine is None or not engine.checkpointable or symbol not in engine.bank.index:
+                if engine is None or symbol not in engine.bank.index:
                     continue
                 rows.append({"timeframe": timeframe, "symbol": symbol, "detector": name, "ts": ts,
                              "config": engine.config(), "state": engine.export_state(symbol), "ts_updated": now})
+        for (timeframe, name), engine in self._engines.items():
+            if engine.shared_model and self._model_saved.get((timeframe, name)) != engine.model_version:
+                self._model_saved[(timeframe, name)] = engine.model_version
+                last = max((t for (_, tf), t in self._touched.items() if tf == timeframe), default=0)
+                rows.append({"timeframe": timeframe, "symbol": MODEL_ROW, "detector": name, "ts": last,
+                             "config": engine.config(), "state": engine.export_model_state(), "ts_updated": now})
         self._touched = {}
         self._checkpointed = time.monotonic()
         return pl.DataFrame(rows, schema={"timeframe": pl.Utf8, "symbol": pl.Utf8, "detector": pl.Utf8,
@@ -325,50 +351,57 @@ class AnomalyStage:
         if not stored.height:
             return bars
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
-        # detectors with a loaded state step only the stored bars after it
+        # series with a loaded state step only the stored bars after it
         later = _after(stored, done) if since else stored
-        timeframes = stored["timeframe"].unique(maintain_order=True).to_list()
-        engines = {(tf, name): self._engine(tf, name) for tf in timeframes for name in self.detector_names}
-        used = stored if any(not e.checkpointable for e in engines.values()) else later
-        if not used.height:
+        if not later.height:
             return bars
-        steps, after = self._steps(stored), self._steps(later)
-        for (timeframe, _), engine in engines.items():
-            engine.warm((after if engine.checkpointable else steps).get(timeframe, []), tick=self.keepalive)
-        self.warmed_bars += used.height
+        for timeframe, steps in self._steps(later).items():
+            for name in self.detector_names:
+                self._engine(timeframe, name).warm(steps, tick=self.keepalive)
+        self.warmed_bars += later.height
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
-                 used.select("symbol", "timeframe").n_unique(), used.height, time.perf_counter() - start)
+                 later.select("symbol", "timeframe").n_unique(), later.height, time.perf_counter() - start)
         return bars
 
     def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
-        """Load the saved state of each new series whose every per-symbol detector has one,
-        saved by a detector of the same `MultiSymbolDetector.config` at the same bar; return
-        the ts of that bar per series loaded."""
-        names = [n for n in self.detector_names if self._engine(new[0][1], n).checkpointable]
-        if not self._saving() or not names:
+        """Load the saved state of each new series whose every detector has one, saved by a
+        detector of the same `MultiSymbolDetector.config` at the same bar (and, for a detector
+        fitted on all symbols' windows, the saved model, loaded into a detector that has not
+        learned anything yet); return the ts of that bar per series loaded."""
+        if not self._saving():
             return {}
         wanted = {(s, tf) for s, tf, _ in new}
         found: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = {}
+        models: set[tuple[str, str]] = set()  # (timeframe, detector) whose model is known here
         for timeframe in sorted({tf for _, tf, _ in new}):
             saved = _epoch_ns(pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, arg-type]
                 ANOMALY_STATE.name, where={"timeframe": timeframe}, order_by="ts")), ("ts",))
-            configs = {n: self._engine(timeframe, n).config() for n in names}
-            for r in saved.iter_rows(named=True):  # type: ignore[union-attr]
+            configs = {n: self._engine(timeframe, n).config() for n in self.detector_names}
+            for r in saved.filter(pl.col("symbol") == MODEL_ROW).iter_rows(named=True):
+                engine = self._engine(timeframe, r["detector"]) if r["detector"] in configs else None
+                if engine is not None and configs[r["detector"]] == r["config"] and engine.model_version == (0, 0, 0):
+                    engine.import_model_state(r["state"])
+                    self._model_saved[(timeframe, r["detector"])] = engine.model_version
+            for n in self.detector_names:
+                engine = self._engine(timeframe, n)
+                if not engine.shared_model or engine.model_version != (0, 0, 0):
+                    models.add((timeframe, n))
+            for r in saved.filter(pl.col("symbol") != MODEL_ROW).iter_rows(named=True):
                 key = (r["symbol"], timeframe)
                 if key in wanted and configs.get(r["detector"]) == r["config"]:
                     found.setdefault(key, {})[r["detector"]] = (int(r["ts"]), r["state"])
         since = {}
         for key, states in found.items():
             times = {ts for ts, _ in states.values()}
-            if set(states) != set(names) or len(times) != 1:
+            if set(states) != set(self.detector_names) or len(times) != 1 \
+                    or any((key[1], n) not in models for n in states):
                 continue  # a detector without its state, or states of different bars: warm up as before
             for name, (_, data) in states.items():
                 self._engine(key[1], name).import_state(key[0], data)
             since[key] = times.pop()
         if since:
             self.restored_series += len(since)
-            log.info("anomaly detectors loaded the saved state of %d series (%s)", len(since),
-                     ", ".join(names))
+            log.info("anomaly detectors loaded the saved state of %d series", len(since))
         return since
 
     @staticmethod

@@ -25,7 +25,9 @@ class StageRunner:
     ``keepalive`` attribute gets `StageRunner.keepalive` there, to call while one call of it
     runs long (a warm-up), so the runner's partitions stay its own meanwhile. When a
     rebalance takes a timeframe's partition away or gives it, the runner calls the stage's
-    ``revoked(timeframe)`` or ``assigned(timeframe)`` where it has them.
+    ``revoked(timeframe)`` or ``assigned(timeframe)`` where it has them. When `run` stops,
+    after the last queued bars, it commits the tables of the stage's ``on_stop()`` where it
+    has one (the anomaly stage's saved state).
 
     Examples
     --------
@@ -136,9 +138,12 @@ class StageRunner:
             self.step()
             if time.monotonic() - self._renewed > self.renew_every_s:
                 self.rebalance()
-        # finish what is queued
+        # finish what is queued, then let the stage save what it keeps (`on_stop`, where it has one)
         while self.step(timeout_s=0.0):
             pass
+        final = self.stage.on_stop() if hasattr(self.stage, "on_stop") else None
+        if final is not None and final.tables:
+            self.warehouse.commit({name: df.to_arrow() for name, df in final.tables.items()})
         for c in self.consumers:
             c.close()
 
