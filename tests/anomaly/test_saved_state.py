@@ -260,3 +260,41 @@ def test_runner_saves_the_state_when_it_stops_cleanly(aapl_hourly, duck):
     restarted = _stage(("divergence",), duck)
     _run(restarted, aapl_hourly.slice(300, 10), duck)
     assert restarted.restored_series == 1 and restarted.warmed_bars == 0
+
+
+def test_make_stage_saves_and_loads_state_unless_turned_off(aapl_hourly, duck, monkeypatch):
+    from tickwise.anomaly.stage import make_stage
+    from tickwise.config import Settings, load_settings
+
+    for setting, restored, warmed in (("300", 1, 0), ("0", 0, 200)):
+        monkeypatch.setenv("TICKWISE_ANOMALY_CHECKPOINT_S", setting)
+        first = make_stage(Settings(timeframes=["1h"], anomaly_detectors=["divergence"]), warehouse=duck)
+        _run(first, aapl_hourly.head(200), duck)
+        stop = first.on_stop().tables
+        assert ("anomaly_state" in stop) == (setting != "0")
+        duck.commit({name: df.to_arrow() for name, df in stop.items()})
+        second = make_stage(Settings(timeframes=["1h"], anomaly_detectors=["divergence"]), warehouse=duck)
+        _run(second, aapl_hourly.slice(200, 10), duck)
+        assert (second.restored_series, second.warmed_bars) == (restored, warmed)
+    monkeypatch.setenv("TICKWISE_ANOMALY_CHECKPOINT_S", "-1")
+    with pytest.raises(ConfigError, match="TICKWISE_ANOMALY_CHECKPOINT_S is invalid: must be >= 0"):
+        load_settings()
+
+
+@pytest.mark.parametrize("n_symbols", [3, 40], ids=["a read per symbol", "one read of the timeframe"])
+def test_many_series_load_their_own_state(aapl_hourly, duck, n_symbols):
+    """A few new series read their own rows; many read the timeframe's rows at once. Either way
+    each series gets its own state back (each symbol's bars are other hours of the file, so a
+    mix-up shows)."""
+    base = aapl_hourly.head(400)
+    values = ["open", "high", "low", "close", "volume"]
+    bars = pl.concat([base.select(pl.exclude(values)).with_columns(pl.lit(f"S{i:02d}").alias("symbol")).hstack(
+                          aapl_hourly.slice(7 * i, 400).select(values))
+                      for i in range(n_symbols)]).sort("ts", "symbol")
+    split = base["ts"][300]
+    reference = _run(_stage(("divergence",), None), bars).filter(pl.col("ts") >= split)
+    _run(_stage(("divergence",), duck), bars.filter(pl.col("ts") < split), duck)
+    restarted = _stage(("divergence",), duck, warmup_bars=20)
+    after = _run(restarted, bars.filter(pl.col("ts") >= split), duck)
+    assert restarted.restored_series == n_symbols and restarted.warmed_bars == 0
+    assert after.equals(reference)

@@ -284,7 +284,8 @@ class AnomalyStage:
 
     def checkpoint(self) -> pl.DataFrame:
         """The saved state (rows of the ``anomaly_state`` table) of every series stepped since
-        the last save, for each detector whose state is per symbol; `on_bars` returns it every
+        the last save, one row per detector, plus one per detector fitted on all symbols'
+        windows whose model changed since (``symbol`` `MODEL_ROW`); `on_bars` returns it every
         ``checkpoint_s`` with the anomalies, so the runner commits both in one transaction."""
         rows = []
         now = time.time_ns()
@@ -347,7 +348,7 @@ class AnomalyStage:
             new = [(s, tf, left.get((s, tf), since.get((s, tf), 0) + 1)) for s, tf, _ in new]
         if self._history is None or not self._warmup_bars:
             return bars
-        stored = stored_bars(self._history, new, self._warmup_bars)
+        stored = self._stored(new, since)
         if not stored.height:
             return bars
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
@@ -363,6 +364,19 @@ class AnomalyStage:
                  later.select("symbol", "timeframe").n_unique(), later.height, time.perf_counter() - start)
         return bars
 
+    def _stored(self, new: Sequence[tuple[str, str, int]], since: dict[tuple[str, str], int]) -> pl.DataFrame:
+        """Up to ``warmup_bars`` stored bars before the first bar here of each new series; of a
+        series with a loaded state only as many as can have closed since the bar it was saved
+        at (one per interval), so a restart reads next to nothing."""
+        cold = [x for x in new if (x[0], x[1]) not in since]
+        loaded = [x for x in new if (x[0], x[1]) in since]
+        parts = [stored_bars(self._history, cold, self._warmup_bars)] if cold else []  # type: ignore[arg-type]
+        need = max(((t - since[(s, tf)] - 1) // timeframe_ns(tf) for s, tf, t in loaded), default=0)
+        if need > 0:
+            parts.append(stored_bars(self._history, loaded, min(need, self._warmup_bars)))  # type: ignore[arg-type]
+        parts = [p for p in parts if p.height]
+        return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+
     def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
         """Load the saved state of each new series whose every detector has one, saved by a
         detector of the same `MultiSymbolDetector.config` at the same bar (and, for a detector
@@ -374,8 +388,12 @@ class AnomalyStage:
         found: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = {}
         models: set[tuple[str, str]] = set()  # (timeframe, detector) whose model is known here
         for timeframe in sorted({tf for _, tf, _ in new}):
-            saved = _epoch_ns(pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, arg-type]
-                ANOMALY_STATE.name, where={"timeframe": timeframe}, order_by="ts")), ("ts",))
+            symbols = sorted(s for s, tf in wanted if tf == timeframe)
+            # a few series (a symbol joins): their rows and the models' only, not every symbol's
+            reads = [{"timeframe": timeframe, "symbol": s} for s in [MODEL_ROW, *symbols]] \
+                if len(symbols) <= 32 else [{"timeframe": timeframe}]
+            saved = _epoch_ns(pl.concat([pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, misc]
+                ANOMALY_STATE.name, where=where)) for where in reads], how="vertical_relaxed"), ("ts",))
             configs = {n: self._engine(timeframe, n).config() for n in self.detector_names}
             for r in saved.filter(pl.col("symbol") == MODEL_ROW).iter_rows(named=True):
                 engine = self._engine(timeframe, r["detector"]) if r["detector"] in configs else None
