@@ -298,3 +298,14 @@ def test_many_series_load_their_own_state(aapl_hourly, duck, n_symbols):
     after = _run(restarted, bars.filter(pl.col("ts") >= split), duck)
     assert restarted.restored_series == n_symbols and restarted.warmed_bars == 0
     assert after.equals(reference)
+
+
+def test_state_saved_before_any_window_was_learned_is_loaded(aapl_hourly, duck):
+    """Stopped after 10 bars (bands not ready: the Isolation Forest has no window yet, so its
+    saved model is empty), the next start still loads every detector's state and steps nothing."""
+    stage = _stage(("divergence", "iforest"), duck, checkpoint_s=3600)
+    _run(stage, aapl_hourly.head(10), duck)
+    duck.commit({name: df.to_arrow() for name, df in stage.on_stop().tables.items()})
+    restarted = _stage(("divergence", "iforest"), duck)
+    _run(restarted, aapl_hourly.slice(10, 10), duck)
+    assert restarted.restored_series == 1 and restarted.warmed_bars == 0

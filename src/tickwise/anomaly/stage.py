@@ -397,9 +397,12 @@ class AnomalyStage:
             configs = {n: self._engine(timeframe, n).config() for n in self.detector_names}
             for r in saved.filter(pl.col("symbol") == MODEL_ROW).iter_rows(named=True):
                 engine = self._engine(timeframe, r["detector"]) if r["detector"] in configs else None
-                if engine is not None and configs[r["detector"]] == r["config"] and engine.model_version == (0, 0, 0):
+                if engine is None or configs[r["detector"]] != r["config"]:
+                    continue
+                if engine.model_version == (0, 0, 0):  # else it goes on with the model it has
                     engine.import_model_state(r["state"])
                     self._model_saved[(timeframe, r["detector"])] = engine.model_version
+                models.add((timeframe, r["detector"]))  # a saved model may hold no window yet
             for n in self.detector_names:
                 engine = self._engine(timeframe, n)
                 if not engine.shared_model or engine.model_version != (0, 0, 0):
