@@ -195,7 +195,7 @@ class MultiSymbolDetector:
 
         parts = [self.name, repr(self.spec.names), repr(self.bands), repr(self.thresholds.settings),
                  repr(self.seasonality), str(self.model.lookback), getattr(self.model, "identity", ""),
-                 _state_code_digest(), _module_digest(type(self.model).__module__)]
+                 _state_code_digest()]
         self._config = fingerprint(parts)
         return self._config
 
@@ -348,26 +348,14 @@ def _part(arrays: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray
 
 @functools.cache
 def _state_code_digest() -> str:
-    """A digest of the modules that compute a detector's per-symbol state, read once per process."""
-    from pathlib import Path
-
-    from tickwise.anomaly import bands, features, seasonal, threshold
-    from tickwise.anomaly.modelcache import fingerprint
-
-    return fingerprint([Path(m.__file__).read_bytes() for m in (bands, features, seasonal, threshold)]
-                       + [Path(__file__).read_bytes()])
-
-
-@functools.cache
-def _module_digest(module: str) -> str:
-    """A digest of the source of a model's module (its weights and features are code)."""
-    import sys
+    """A digest of the anomaly package's code (features, bands, thresholds, the models' scores:
+    all of it shapes a saved state), read once per process: after an upgrade that changes any of
+    it, saved states are not loaded and series warm up from stored bars once."""
     from pathlib import Path
 
     from tickwise.anomaly.modelcache import fingerprint
 
-    path = getattr(sys.modules[module], "__file__", None)
-    return fingerprint([Path(path).read_bytes()]) if path else module
+    return fingerprint([p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))])
 
 
 @dataclass(slots=True)

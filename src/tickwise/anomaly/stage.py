@@ -165,6 +165,7 @@ class AnomalyStage:
         # never save a state of series another worker owns now: it would overwrite a newer one
         self._touched = {k: v for k, v in self._touched.items() if k[1] != timeframe}
         self._skip = {k: v for k, v in self._skip.items() if k[1] != timeframe}
+        self._model_saved = {k: v for k, v in self._model_saved.items() if k[0] != timeframe}
         n = self.outbox.hand_over(lambda d: d.alert.anomaly.get("timeframe") != timeframe)
         for symbol, saved in list(self._saved.items()):
             self._saved[symbol] = [d for d in saved if d.alert.anomaly.get("timeframe") != timeframe]
