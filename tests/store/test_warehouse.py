@@ -52,6 +52,11 @@ def test_warehouse_read_filters_range_and_last(warehouse: Warehouse) -> None:
     assert ranged.num_rows == 10
     assert warehouse.bars("NOPE", "1d").num_rows == 0
     assert warehouse.symbols() == ["AAPL", "IBM"]
+    # a list of values: any of them
+    both = pl.from_arrow(warehouse.read("bars", where={"symbol": ["IBM", "NOPE", "AAPL"], "timeframe": "1d"}))
+    assert both.height == b.height
+    assert pl.from_arrow(warehouse.read("bars", where={"symbol": ("IBM",)}))["symbol"].unique().to_list() == ["IBM"]
+    assert warehouse.read("bars", where={"symbol": []}).num_rows == 0
 
 
 def test_warehouse_last_rows_of_many_series_equal_a_read_of_each(warehouse: Warehouse) -> None:

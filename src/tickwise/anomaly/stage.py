@@ -389,12 +389,10 @@ class AnomalyStage:
         found: dict[tuple[str, str], dict[str, tuple[int, bytes]]] = {}
         models: set[tuple[str, str]] = set()  # (timeframe, detector) whose model is known here
         for timeframe in sorted({tf for _, tf, _ in new}):
-            symbols = sorted(s for s, tf in wanted if tf == timeframe)
-            # a few series (a symbol joins): their rows and the models' only, not every symbol's
-            reads = [{"timeframe": timeframe, "symbol": s} for s in [MODEL_ROW, *symbols]] \
-                if len(symbols) <= 32 else [{"timeframe": timeframe}]
-            saved = _epoch_ns(pl.concat([pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, misc]
-                ANOMALY_STATE.name, where=where)) for where in reads], how="vertical_relaxed"), ("ts",))
+            # the rows of these series and the models', not every symbol's (another worker's)
+            symbols = [MODEL_ROW, *sorted(s for s, tf in wanted if tf == timeframe)]
+            saved = _epoch_ns(pl.from_arrow(self._warehouse.read(  # type: ignore[union-attr, arg-type]
+                ANOMALY_STATE.name, where={"timeframe": timeframe, "symbol": symbols})), ("ts",))
             configs = {n: self._engine(timeframe, n).config() for n in self.detector_names}
             for r in saved.filter(pl.col("symbol") == MODEL_ROW).iter_rows(named=True):
                 engine = self._engine(timeframe, r["detector"]) if r["detector"] in configs else None

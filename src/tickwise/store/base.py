@@ -198,6 +198,7 @@ class Warehouse(ABC):
              end_ts: int | None = None, order_by: str = "ts", last: int | None = None) -> pa.Table:
         """Read rows of a declared table by equality filters and a ``ts`` range (ns, end exclusive).
 
+        A filter's value may be a list (or tuple, set) of values: the column equals any of them.
         With ``last``, the newest ``last`` rows by ``order_by``, returned oldest first.
         """
 

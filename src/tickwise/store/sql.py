@@ -93,8 +93,13 @@ def select_rows(
     for col, value in (where or {}).items():
         if col not in names:
             raise ValueError(f"filter column must be a column of {spec.name}, was {col!r}")
-        clauses.append(f"{quote(col)} = {placeholder}")
-        params.append(value)
+        if isinstance(value, list | tuple | set | frozenset):  # any of the values
+            values = list(value)
+            clauses.append(f"{quote(col)} IN ({', '.join([placeholder] * len(values))})" if values else "FALSE")
+            params.extend(values)
+        else:
+            clauses.append(f"{quote(col)} = {placeholder}")
+            params.append(value)
     if order_by not in names:
         raise ValueError(f"order_by must be a column of {spec.name}, was {order_by!r}")
     if start_ts is not None:
