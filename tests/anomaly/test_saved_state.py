@@ -310,3 +310,58 @@ def test_state_saved_before_any_window_was_learned_is_loaded(aapl_hourly, duck):
     restarted = _stage(("divergence", "iforest"), duck)
     _run(restarted, aapl_hourly.slice(10, 10), duck)
     assert restarted.restored_series == 1 and restarted.warmed_bars == 0
+
+
+def test_failover_on_redis_loads_the_dead_workers_state_and_skips_what_it_committed(aapl_hourly, duck, redis_url,
+                                                                                    uninterrupted):
+    """Worker A analyses bars 300-349 and commits their anomalies with its saved state, then dies
+    before acking them. Worker B takes the partition over, is fed those bars first (reclaimed),
+    loads A's state, skips them (A committed them) and then flags exactly what one uninterrupted
+    stage flags."""
+    import time
+    import uuid
+
+    from tickwise.bus import bars_topic
+    from tickwise.bus.redis import RedisBus
+    from tickwise.codec import decode_table, encode_table
+    from tickwise.pipeline.stage_runner import StageRunner
+
+    reference = uninterrupted(("divergence",), 350)
+    bus = RedisBus(redis_url, partitions=1, lease_ms=300)
+    topic = bars_topic("1h")
+    group = f"anomaly-{uuid.uuid4().hex[:8]}"
+
+    def publish(part: pl.DataFrame) -> None:
+        duck.commit({"bars": part.to_arrow()})
+        bus.publish(topic, [encode_table(chunk.to_arrow()) for chunk in part.iter_slices(50)])
+
+    a, b = _stage(("divergence",), duck), _stage(("divergence",), duck)
+    a.name = b.name = group
+    runner_a, runner_b = StageRunner(bus, duck, a, name="a"), StageRunner(bus, duck, b, name="b")
+    try:
+        runner_a.rebalance()
+        runner_b.rebalance()
+        publish(aapl_hourly.head(300))
+        while runner_a.bars_seen < 300:
+            assert runner_a.step(timeout_s=1.0) > 0
+        publish(aapl_hourly.slice(300, 50))
+        # A's last batch: analysed and committed, never acked (A dies)
+        read = runner_a.consumers[0].poll(max_messages=10, timeout_s=1.0)
+        out = a.on_bars(pl.concat([pl.from_arrow(decode_table(m.payload)) for m in read]))
+        duck.commit({name: df.to_arrow() for name, df in out.tables.items()})
+        time.sleep(0.5)  # A's lease runs out
+        runner_b.rebalance()
+        assert runner_b.step(timeout_s=0.1) == 50  # A's unacked bars, first
+        publish(aapl_hourly.slice(350))
+        while runner_b.step(timeout_s=0.5):
+            pass
+        assert b.restored_series == 1 and b.warmed_bars == 0 and runner_b.bars_seen == 50 + 1450
+        found = pl.from_arrow(duck.read("anomalies")).with_columns(  # the warehouse keeps microseconds in Etc/UTC
+            pl.col("ts").dt.convert_time_zone("UTC").cast(pl.Datetime("ns", "UTC")))
+        cut = pl.lit(aapl_hourly["ts"][350]).cast(pl.Datetime("ns", "UTC"))
+        found = found.filter(pl.col("ts") >= cut).select(FOUND).sort("ts", "detector")
+        assert reference.height >= 3 and found.equals(reference)
+    finally:
+        a.close()
+        b.close()
+        bus.close()
