@@ -83,12 +83,16 @@ def uninterrupted(aapl_hourly):
     return lambda detectors, split: run(detectors).filter(pl.col("ts") >= aapl_hourly["ts"][split])
 
 
-def test_restart_with_saved_state_flags_what_an_uninterrupted_run_flags_after_a_short_warm_up(aapl_hourly, warehouse, uninterrupted):
+def test_restart_with_saved_state_flags_what_an_uninterrupted_run_flags_after_a_short_warm_up(aapl_hourly, warehouse,
+                                                                                                uninterrupted, request):
     """A stage restarted after 1,500 hourly bars with only 50 stored bars to warm up on flags
     exactly what one uninterrupted stage flags (scores, thresholds, explanations, time of day
     included), because it loads the state the first one saved; without saved state the same
     50 bars leave it far from that (no threshold yet: 200 scores are needed)."""
-    detectors = ("zscore", "divergence", "classifier")
+    # the classifier on DuckDB only: stepped bar by bar it is the slow one, and the backend
+    # changes nothing in its state
+    detectors = ("zscore", "divergence", "classifier") if request.node.callspec.params["warehouse"] == "duckdb" \
+        else ("zscore", "divergence")
     split = 1500
     reference = uninterrupted(detectors, split)
     assert reference.height >= 5
