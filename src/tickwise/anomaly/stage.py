@@ -81,12 +81,12 @@ class AnomalyStage:
 
     With ``warehouse`` and ``checkpoint_s`` > 0, every ``checkpoint_s`` seconds (and in
     `on_stop`) `on_bars` also returns the state of each series stepped since the last save
-    (`checkpoint`: rows of the ``anomaly_state`` table, committed with its anomalies). A new
-    series whose every detector has a saved state of the same `MultiSymbolDetector.config`
-    is loaded from it and then steps only the stored bars after the bar it was saved at
-    (instead of its last ``warmup_bars``), and bars that state has learned are dropped if the
-    bus replays them; so the time-of-day profile, which remembers more sessions than the
-    warm-up reads, comes back whole too.
+    (`checkpoint`: rows of the ``anomaly_state`` table, committed with its anomalies). For a
+    new series, each detector with a saved state of the same `MultiSymbolDetector.config` is
+    loaded from it and then steps only the stored bars after the bar it was saved at (a
+    detector without one, its last ``warmup_bars``), and bars that state has learned are
+    dropped if the bus replays them; so the time-of-day profile, which remembers more
+    sessions than the warm-up reads, comes back whole too.
 
     Examples
     --------
@@ -334,7 +334,9 @@ class AnomalyStage:
         new = new_series(bars, self._series)
         self._series.update((s, tf) for s, tf, _ in new)
         start = time.perf_counter()
-        since = self._load_states(new) if new else {}  # (symbol, timeframe) -> ts of the last bar its state learned
+        loaded = self._load_states(new) if new else {}  # series -> (ts of the last bar its state learned, detectors)
+        since = {k: t for k, (t, _) in loaded.items()}
+        whole = {k: t for k, (t, names) in loaded.items() if len(names) == len(self.detector_names)}
         self._skip.update(since)
         if self._skip:  # until a series' bars go past its loaded state, drop those it has learned
             bars = _after(bars, _since_frame(self._skip))
@@ -343,22 +345,25 @@ class AnomalyStage:
         if not new:
             return bars
         if since:
-            done = _since_frame(since)
             left = dict(((s, tf), t) for s, tf, t in new_series(bars, ()))
             # a series all of whose bars here were learned: stored bars up to its state's last one
             new = [(s, tf, left.get((s, tf), since.get((s, tf), 0) + 1)) for s, tf, _ in new]
         if self._history is None or not self._warmup_bars:
             return bars
-        stored = self._stored(new, since)
+        stored = self._stored(new, whole)
         if not stored.height:
             return bars
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
-        # series with a loaded state step only the stored bars after it
-        later = _after(stored, done) if since else stored
+        # a detector steps only the stored bars after the state it loaded, all of them without one
+        later = _after(stored, _since_frame(whole)) if whole else stored
         if not later.height:
             return bars
-        for timeframe, steps in self._steps(later).items():
-            for name in self.detector_names:
+        by_loaded: dict[frozenset[tuple[str, str]], dict[str, list]] = {}  # type: ignore[type-arg]
+        for name in self.detector_names:
+            mine = {k: t for k, (t, names) in loaded.items() if name in names}
+            if frozenset(mine) not in by_loaded:
+                by_loaded[frozenset(mine)] = self._steps(_after(stored, _since_frame(mine)) if mine else stored)
+            for timeframe, steps in by_loaded[frozenset(mine)].items():
                 self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += later.height
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
@@ -367,8 +372,8 @@ class AnomalyStage:
 
     def _stored(self, new: Sequence[tuple[str, str, int]], since: dict[tuple[str, str], int]) -> pl.DataFrame:
         """Up to ``warmup_bars`` stored bars before the first bar here of each new series; of a
-        series with a loaded state only as many as can have closed since the bar it was saved
-        at (one per interval), so a restart reads next to nothing."""
+        series in ``since`` (every detector's state loaded) only as many as can have closed since
+        the bar it was saved at (one per interval), so a restart reads next to nothing."""
         cold = [x for x in new if (x[0], x[1]) not in since]
         loaded = [x for x in new if (x[0], x[1]) in since]
         parts = [stored_bars(self._history, cold, self._warmup_bars)] if cold else []  # type: ignore[arg-type]
@@ -378,11 +383,13 @@ class AnomalyStage:
         parts = [p for p in parts if p.height]
         return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
-    def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], int]:
-        """Load the saved state of each new series whose every detector has one, saved by a
-        detector of the same `MultiSymbolDetector.config` at the same bar (and, for a detector
-        fitted on all symbols' windows, the saved model, loaded into a detector that has not
-        learned anything yet); return the ts of that bar per series loaded."""
+    def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[int, frozenset[str]]]:
+        """Load the saved state of each new series, for each detector that has one saved by a
+        detector of the same `MultiSymbolDetector.config` (and, for one fitted on all symbols'
+        windows, the detector's saved model too, loaded into a detector that has not learned
+        anything yet). Returns per series loaded the ts of the bar its state was saved at and
+        the detectors loaded: the others (added to the configuration, or with other settings)
+        warm up from stored bars. States of one series saved at different bars are not loaded."""
         if not self._saving():
             return {}
         wanted = {(s, tf) for s, tf, _ in new}
@@ -408,21 +415,22 @@ class AnomalyStage:
                     models.add((timeframe, n))
             for r in saved.filter(pl.col("symbol") != MODEL_ROW).iter_rows(named=True):
                 key = (r["symbol"], timeframe)
-                if key in wanted and configs.get(r["detector"]) == r["config"]:
+                if key in wanted and configs.get(r["detector"]) == r["config"] and (timeframe, r["detector"]) in models:
                     found.setdefault(key, {})[r["detector"]] = (int(r["ts"]), r["state"])
-        since = {}
+        loaded = {}
         for key, states in found.items():
             times = {ts for ts, _ in states.values()}
-            if set(states) != set(self.detector_names) or len(times) != 1 \
-                    or any((key[1], n) not in models for n in states):
-                continue  # a detector without its state, or states of different bars: warm up as before
+            if len(times) != 1:
+                continue  # saved at different bars (by stages of other configurations): warm up as before
             for name, (_, data) in states.items():
                 self._engine(key[1], name).import_state(key[0], data)
-            since[key] = times.pop()
-        if since:
-            self.restored_series += len(since)
-            log.info("anomaly detectors loaded the saved state of %d series", len(since))
-        return since
+            loaded[key] = (times.pop(), frozenset(states))
+        if loaded:
+            self.restored_series += len(loaded)
+            some = sum(len(names) < len(self.detector_names) for _, names in loaded.values())
+            log.info("anomaly detectors loaded the saved state of %d series%s", len(loaded),
+                     f" ({some} for some detectors only; the others warm up from stored bars)" if some else "")
+        return loaded
 
     @staticmethod
     def _steps(bars: pl.DataFrame) -> dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]]:
