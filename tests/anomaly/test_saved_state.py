@@ -380,3 +380,19 @@ def test_a_detector_added_to_the_configuration_warms_up_beside_the_loaded_ones(a
     after = _run(restarted, aapl_hourly.slice(1500), duck)
     assert restarted.restored_series == 1 and restarted.warmed_bars == 1500  # zscore's warm-up
     assert after.equals(reference)
+
+
+def test_detectors_saved_at_different_bars_each_step_the_stored_bars_since_their_own(aapl_hourly, duck,
+                                                                                     uninterrupted):
+    """Saved with ``divergence`` and ``zscore`` at bar 700, then ``divergence`` alone ran on to
+    bar 1,100: restarted with both, each loads its own state and steps the stored bars since it
+    (``zscore`` 400, ``divergence`` none), and together they flag what an uninterrupted stage
+    running both flags."""
+    both = ("divergence", "zscore")
+    reference = uninterrupted(both, 1100)
+    _run(_stage(both, duck), aapl_hourly.head(700), duck)
+    _run(_stage(("divergence",), duck), aapl_hourly.slice(700, 400), duck)
+    restarted = _stage(both, duck)
+    after = _run(restarted, aapl_hourly.slice(1100), duck)
+    assert restarted.restored_series == 1 and restarted.warmed_bars == 400
+    assert after.equals(reference)

@@ -334,9 +334,10 @@ class AnomalyStage:
         new = new_series(bars, self._series)
         self._series.update((s, tf) for s, tf, _ in new)
         start = time.perf_counter()
-        loaded = self._load_states(new) if new else {}  # series -> (ts of the last bar its state learned, detectors)
-        since = {k: t for k, (t, _) in loaded.items()}
-        whole = {k: t for k, (t, names) in loaded.items() if len(names) == len(self.detector_names)}
+        loaded = self._load_states(new) if new else {}  # series -> {detector: ts of the last bar its state learned}
+        since = {k: max(at.values()) for k, at in loaded.items()}
+        # series whose every detector loaded a state: the stored bars after the oldest of them do
+        whole = {k: min(at.values()) for k, at in loaded.items() if len(at) == len(self.detector_names)}
         self._skip.update(since)
         if self._skip:  # until a series' bars go past its loaded state, drop those it has learned
             bars = _after(bars, _since_frame(self._skip))
@@ -358,12 +359,13 @@ class AnomalyStage:
         later = _after(stored, _since_frame(whole)) if whole else stored
         if not later.height:
             return bars
-        by_loaded: dict[frozenset[tuple[str, str]], dict[str, list]] = {}  # type: ignore[type-arg]
+        by_cut: dict[frozenset[tuple[tuple[str, str], int]], dict[str, list]] = {}  # type: ignore[type-arg]
         for name in self.detector_names:
-            mine = {k: t for k, (t, names) in loaded.items() if name in names}
-            if frozenset(mine) not in by_loaded:
-                by_loaded[frozenset(mine)] = self._steps(_after(stored, _since_frame(mine)) if mine else stored)
-            for timeframe, steps in by_loaded[frozenset(mine)].items():
+            mine = {k: at[name] for k, at in loaded.items() if name in at}
+            cut = frozenset(mine.items())
+            if cut not in by_cut:  # usually one for all detectors
+                by_cut[cut] = self._steps(_after(stored, _since_frame(mine)) if mine else stored)
+            for timeframe, steps in by_cut[cut].items():
                 self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += later.height
         log.info("anomaly detectors warmed up %d series from %d stored bars in %.1f s",
@@ -373,7 +375,7 @@ class AnomalyStage:
     def _stored(self, new: Sequence[tuple[str, str, int]], since: dict[tuple[str, str], int]) -> pl.DataFrame:
         """Up to ``warmup_bars`` stored bars before the first bar here of each new series; of a
         series in ``since`` (every detector's state loaded) only as many as can have closed since
-        the bar it was saved at (one per interval), so a restart reads next to nothing."""
+        the oldest of them was saved (one per interval), so a restart reads next to nothing."""
         cold = [x for x in new if (x[0], x[1]) not in since]
         loaded = [x for x in new if (x[0], x[1]) in since]
         parts = [stored_bars(self._history, cold, self._warmup_bars)] if cold else []  # type: ignore[arg-type]
@@ -383,13 +385,13 @@ class AnomalyStage:
         parts = [p for p in parts if p.height]
         return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
-    def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], tuple[int, frozenset[str]]]:
+    def _load_states(self, new: Sequence[tuple[str, str, int]]) -> dict[tuple[str, str], dict[str, int]]:
         """Load the saved state of each new series, for each detector that has one saved by a
         detector of the same `MultiSymbolDetector.config` (and, for one fitted on all symbols'
         windows, the detector's saved model too, loaded into a detector that has not learned
-        anything yet). Returns per series loaded the ts of the bar its state was saved at and
-        the detectors loaded: the others (added to the configuration, or with other settings)
-        warm up from stored bars. States of one series saved at different bars are not loaded."""
+        anything yet). Returns per series loaded the ts of the bar each detector's state was
+        saved at (they differ where the configuration changed between runs); the detectors
+        without one (added to the configuration, or with other settings) warm up from stored bars."""
         if not self._saving():
             return {}
         wanted = {(s, tf) for s, tf, _ in new}
@@ -419,15 +421,12 @@ class AnomalyStage:
                     found.setdefault(key, {})[r["detector"]] = (int(r["ts"]), r["state"])
         loaded = {}
         for key, states in found.items():
-            times = {ts for ts, _ in states.values()}
-            if len(times) != 1:
-                continue  # saved at different bars (by stages of other configurations): warm up as before
             for name, (_, data) in states.items():
                 self._engine(key[1], name).import_state(key[0], data)
-            loaded[key] = (times.pop(), frozenset(states))
+            loaded[key] = {name: ts for name, (ts, _) in states.items()}
         if loaded:
             self.restored_series += len(loaded)
-            some = sum(len(names) < len(self.detector_names) for _, names in loaded.values())
+            some = sum(len(at) < len(self.detector_names) for at in loaded.values())
             log.info("anomaly detectors loaded the saved state of %d series%s", len(loaded),
                      f" ({some} for some detectors only; the others warm up from stored bars)" if some else "")
         return loaded
