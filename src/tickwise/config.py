@@ -135,17 +135,11 @@ class Settings(BaseSettings):
         except InputError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms", "anomaly_warmup_bars")
+    @field_validator("lateness_ms", "idle_close_ms", "commit_interval_ms", "anomaly_warmup_bars",
+                     "anomaly_checkpoint_s")
     @classmethod
-    def _non_negative(cls, value: int) -> int:
-        if value < 0:
-            raise ValueError(f"must be >= 0, was {value}")
-        return value
-
-    @field_validator("anomaly_checkpoint_s")
-    @classmethod
-    def _non_negative_float(cls, value: float) -> float:
-        if not value >= 0:
+    def _non_negative(cls, value: float) -> float:
+        if not value >= 0:  # NaN too
             raise ValueError(f"must be >= 0, was {value}")
         return value
 

@@ -340,7 +340,7 @@ class AnomalyStage:
         whole = {k: min(at.values()) for k, at in loaded.items() if len(at) == len(self.detector_names)}
         self._skip.update(since)
         if self._skip:  # until a series' bars go past its loaded state, drop those it has learned
-            bars = _after(bars, _since_frame(self._skip))
+            bars = _after(bars, self._skip)
             for s, tf, _ in new_series(bars, ()):
                 self._skip.pop((s, tf), None)
         if not new:
@@ -356,7 +356,7 @@ class AnomalyStage:
             return bars
         stored = stored.select("symbol", "timeframe", "ts", *_FIELDS)
         # a detector steps only the stored bars after the state it loaded, all of them without one
-        later = _after(stored, _since_frame(whole)) if whole else stored
+        later = _after(stored, whole) if whole else stored
         if not later.height:
             return bars
         by_cut: dict[frozenset[tuple[tuple[str, str], int]], dict[str, list]] = {}  # type: ignore[type-arg]
@@ -364,7 +364,7 @@ class AnomalyStage:
             mine = {k: at[name] for k, at in loaded.items() if name in at}
             cut = frozenset(mine.items())
             if cut not in by_cut:  # usually one for all detectors
-                by_cut[cut] = self._steps(_after(stored, _since_frame(mine)) if mine else stored)
+                by_cut[cut] = self._steps(_after(stored, mine) if mine else stored)
             for timeframe, steps in by_cut[cut].items():
                 self._engine(timeframe, name).warm(steps, tick=self.keepalive)
         self.warmed_bars += later.height
@@ -536,14 +536,11 @@ def saved_deliveries(warehouse: Warehouse, *, status: str = "pending") -> list[D
 _ALERT_TIMES = ("ts", "ts_created", "ts_updated")
 
 
-def _since_frame(since: dict[tuple[str, str], int]) -> pl.DataFrame:
-    return pl.DataFrame([(s, tf, t) for (s, tf), t in since.items()], orient="row",
-                        schema={"symbol": pl.Utf8, "timeframe": pl.Utf8, "_since": pl.Int64})
-
-
-def _after(bars: pl.DataFrame, since: pl.DataFrame) -> pl.DataFrame:
-    """``bars`` less those of each series in ``since`` (symbol, timeframe, _since) at or before its ``_since`` ns."""
-    return bars.join(since, on=["symbol", "timeframe"], how="left").filter(
+def _after(bars: pl.DataFrame, since: dict[tuple[str, str], int]) -> pl.DataFrame:
+    """``bars`` less those of each ``(symbol, timeframe)`` in ``since`` at or before its ts (ns)."""
+    cut = pl.DataFrame([(s, tf, t) for (s, tf), t in since.items()], orient="row",
+                       schema={"symbol": pl.Utf8, "timeframe": pl.Utf8, "_since": pl.Int64})
+    return bars.join(cut, on=["symbol", "timeframe"], how="left").filter(
         pl.col("_since").is_null() | (pl.col("ts").dt.epoch("ns") > pl.col("_since"))).drop("_since")
 
 
