@@ -4,10 +4,15 @@ The classifier is trained on anomalies injected into the shipped bokeh bars (AAP
 IBM, MSFT daily). To measure it on those stocks, each one is scored by a model trained on
 the other three (new injection seeds), all kinds mixed, counted as `tickwise evaluate-anomaly`
 counts, once per injection seed (the default 7 is `evaluate-anomaly`'s; more seeds give a
-steadier figure). This is how its inputs and its threshold (`THRESHOLD_OPTIONS["classifier"]`)
-were chosen.
+steadier figure). With ``--cross-section on`` (the default) the scored stock is scored
+together with the other three, each with its own injected events, as one market: the
+classifier reads their bars of the same date (`tickwise.anomaly.market`); ``off`` scores it
+alone. Each threshold setting of ``--thresholds`` (log-odds floor and ceiling of the adaptive
+threshold) is counted on the same scores. This is how the classifier's inputs and its
+threshold (`THRESHOLD_OPTIONS["classifier"]`) were chosen.
 
     .venv/bin/python benchmarks/eval_classifier_cv.py [--magnitude 6,10] [--seeds 7,8,9,10,11]
+        [--cross-section on|off] [--thresholds 4.5:5,4:4.5]
 """
 
 from __future__ import annotations
@@ -16,37 +21,64 @@ import argparse
 import json
 from pathlib import Path
 
-from tickwise.anomaly.evaluate import Tally, evaluate
+from tickwise.anomaly import THRESHOLD_OPTIONS, make_detector, threshold_settings
+from tickwise.anomaly.evaluate import Tally, score_flags
+from tickwise.anomaly.inject import inject
 from tickwise.anomaly.learned import Training, training_bars
+from tickwise.anomaly.market import score_together
+from tickwise.anomaly.threshold import tail_thresholds
+
+START = 800
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--magnitude", default="6,10")
     parser.add_argument("--seeds", default="7", help="Comma-separated injection seeds")
+    parser.add_argument("--cross-section", choices=("on", "off"), default="on")
+    default = THRESHOLD_OPTIONS["classifier"]
+    parser.add_argument("--thresholds", default=f"{default['floor']:g}:{default['ceiling']:g}",
+                        help="Comma-separated FLOOR:CEILING log-odds settings to count (default: the shipped one)")
     parser.add_argument("--json", type=Path, default=Path("artifacts/anomaly/eval_classifier_cv.json"))
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.magnitude.split(","))
     seeds = [int(v) for v in args.seeds.split(",")]
+    settings = [tuple(float(v) for v in s.split(":")) for s in args.thresholds.split(",")]
+    stocks = training_bars()
+    tallies = {s: Tally("classifier", f"{s[0]:g}:{s[1]:g}") for s in settings}
     rows = []
-    for series in training_bars():
+    for h, series in enumerate(stocks):
         symbol = str(series["symbol"][0])
+        training = Training(exclude=(symbol,))
         for seed in seeds:
-            report = evaluate([series], detectors=["classifier"], magnitude=(lo, hi), per_kind=False, seed=seed,
-                              options={"classifier": {"training": Training(exclude=(symbol,))}})
-            rows.append({"held_out": symbol, "seed": seed, **report.rows[0]})
-    total = Tally("classifier", "all", events=sum(int(r["events"]) for r in rows),
-                  detected=sum(int(r["detected"]) for r in rows),
-                  false_alarms=sum(int(r["false_alarms"]) for r in rows))
-    events, detected, false_alarms = total.events, total.detected, total.false_alarms
-    precision, recall, f1 = total.precision, total.recall, total.f1
-    print(f"{'held out':10}{'seed':>6}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
+            injected = [inject(s, rate=0.01, start=START, seed=seed + i, magnitude=(lo, hi)) for i, s in enumerate(stocks)]
+            if args.cross_section == "on":
+                scored = score_together([make_detector("classifier", training=training) for _ in stocks],
+                                        [b for b, _ in injected])[h]
+            else:
+                scored = make_detector("classifier", training=training).score(injected[h][0])
+            events = [e for e in injected[h][1] if e.start >= START]
+            for s in settings:
+                thresholds = tail_thresholds(scored.score, threshold_settings("classifier", floor=s[0], ceiling=s[1]))
+                flags = scored.score > thresholds
+                flags[:START] = False
+                one = Tally("classifier", symbol)
+                score_flags(flags, events, one, start=START)
+                score_flags(flags, events, tallies[s], start=START)
+                rows.append({"held_out": symbol, "seed": seed, "floor": s[0], "ceiling": s[1], **one.row()})
+    print(f"cross-section {args.cross_section}, magnitude {lo:g}-{hi:g} sigma, seeds {args.seeds}")
+    print(f"{'held out':10}{'seed':>6}{'threshold':>11}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
     for r in rows:
-        print(f"{r['held_out']:10}{r['seed']:>6}{r['events']:>8}{r['detected']:>10}{r['false_alarms']:>14}{r['f1']:>8.3f}")
-    print(f"{'all':16}{events:>8}{detected:>10}{false_alarms:>14}{f1:>8.3f}   precision {precision:.3f} recall {recall:.3f}")
+        print(f"{r['held_out']:10}{r['seed']:>6}{r['floor']:>6g}:{r['ceiling']:<4g}{r['events']:>8}{r['detected']:>10}"
+              f"{r['false_alarms']:>14}{r['f1']:>8.3f}")
+    for s, total in tallies.items():
+        print(f"all {s[0]:g}:{s[1]:g}{'':8}{total.events:>8}{total.detected:>10}{total.false_alarms:>14}{total.f1:>8.3f}"
+              f"   precision {total.precision:.3f} recall {total.recall:.3f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"rows": rows, "magnitude_sigma": [lo, hi], "seeds": seeds, "f1": round(f1, 4),
-                                     "precision": round(precision, 4), "recall": round(recall, 4)}, indent=2))
+    args.json.write_text(json.dumps({
+        "rows": rows, "magnitude_sigma": [lo, hi], "seeds": seeds, "cross_section": args.cross_section,
+        "totals": [{"floor": s[0], "ceiling": s[1], "f1": round(t.f1, 4), "precision": round(t.precision, 4),
+                    "recall": round(t.recall, 4)} for s, t in tallies.items()]}, indent=2))
     print(f"wrote {args.json}")
 
 

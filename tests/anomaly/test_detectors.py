@@ -165,8 +165,10 @@ def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars, name
     single = make_detector(name).score(bars).score
     multi = MultiSymbolDetector(make_model(name), bands=Bands())
     got = []
-    for rec in _records(bars):
-        res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()})
+    for t, rec in enumerate(_records(bars)):
+        # bars of other times: OTHER is not GOOG's market context (test_market covers that)
+        res = multi.step(["GOOG", "OTHER"], {k: np.array([v, v * 1.01]) for k, v in rec.items()},
+                         ts=np.array([2 * t, 2 * t + 1]))
         got.append(res.score[0])
     np.testing.assert_allclose(np.array(got), single, rtol=1e-7, equal_nan=True)
 

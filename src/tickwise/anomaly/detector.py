@@ -20,6 +20,7 @@ from tickwise.anomaly.bands import BandBank, Bands, band_zscores
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import RANGE_FLOOR, FeatureSpec
+from tickwise.anomaly.market import uses_context
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank, adjust_series
 from tickwise.exceptions import InputError
 
@@ -39,6 +40,8 @@ class Scores:
     windows: FloatArray
     segment: np.ndarray
     models: list[WindowModel | None] = field(default_factory=list)
+    #: the market context each row was scored with (`tickwise.anomaly.market`), or None: alone
+    context: FloatArray | None = None
 
 
 def windows_of(z: FloatArray, lookback: int) -> FloatArray:
@@ -240,9 +243,14 @@ class Detector:
             self._since = 0
         return self
 
-    def score(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> Scores:
-        """Score every row as the streaming form would, walk-forward, without changing self."""
+    def score(self, data: pl.DataFrame | Mapping[str, FloatArray], *, context: FloatArray | None = None) -> Scores:
+        """Score every row as the streaming form would, walk-forward, without changing self.
+        ``context``: the market context of every row (`tickwise.anomaly.market.score_together`
+        computes it from other series), for a model that reads it; None scores the series alone."""
         raw, out = self.features(data)
+        if context is not None and context.shape[0] != raw.shape[0]:
+            raise ValueError(f"one context row per bar: {context.shape[0]} rows for {raw.shape[0]} bars")
+        context = context if uses_context(self.model) else None
         wins = windows_of(out.z, self.model.lookback)
         n = raw.shape[0]
         ready = out.ready
@@ -268,13 +276,19 @@ class Detector:
         for k, model in enumerate(models):
             rows = np.flatnonzero((segment == k) & ready)
             if model is not None and rows.size:
-                score[rows] = model.score_windows(wins[rows])
-        return Scores(score, self.spec.names, raw, out.center, out.z, ready, wins, segment, models)
+                score[rows] = model.score_windows(wins[rows]) if context is None \
+                    else model.score_windows(wins[rows], context[rows])  # type: ignore[call-arg]
+        return Scores(score, self.spec.names, raw, out.center, out.z, ready, wins, segment, models, context)
 
     def explain(self, scores: Scores, i: int) -> Explanation:
         """Explain row ``i`` of a batch result with the model that scored it."""
         model = scores.models[int(scores.segment[i])]
-        contrib = model.attribute(scores.windows[i:i + 1])[0] if model is not None else np.abs(scores.z[i])
+        if model is None:
+            contrib = np.abs(scores.z[i])
+        elif scores.context is not None:
+            contrib = model.attribute(scores.windows[i:i + 1], scores.context[i:i + 1])[0]  # type: ignore[call-arg]
+        else:
+            contrib = model.attribute(scores.windows[i:i + 1])[0]
         return with_reason(model, scores.windows[i], describe(scores.names, contrib, scores.raw[i], scores.center[i],
                                                               scores.z[i], window_label=self._label()))
 

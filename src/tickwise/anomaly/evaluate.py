@@ -23,6 +23,7 @@ import polars as pl
 
 from tickwise.anomaly import Schedule, make_detector, season_for, threshold_settings
 from tickwise.anomaly.inject import KINDS, Event, inject
+from tickwise.anomaly.market import score_together
 from tickwise.anomaly.threshold import tail_thresholds
 
 
@@ -130,7 +131,7 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
              tolerance: int = 1, seed: int | Sequence[int] = 7, schedule: Schedule | None = None,
              magnitude: tuple[float, float] = (6.0, 10.0), mixed: bool = True,
              per_kind: bool = True, options: dict[str, dict[str, object]] | None = None,
-             time_of_day: str = "auto", tz: str = "America/New_York",
+             time_of_day: str = "auto", tz: str = "America/New_York", cross_section: bool = True,
              false_alarms: list[dict[str, object]] | None = None) -> Report:
     """Inject, score and count; see the module docstring.
 
@@ -139,7 +140,11 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     repeat the whole measurement with other injections (series ``i`` is injected with seed
     ``s + i``) and pool the counts: one seed's F1 over about 150 events moves by a few
     hundredths with the draw. ``time_of_day``: intraday series are measured against their
-    own time of day (``"auto"``, in exchange time zone ``tz``) or not (``"off"``). Given a list
+    own time of day (``"auto"``, in exchange time zone ``tz``) or not (``"off"``). With
+    ``cross_section`` the series of one injection seed are scored together, as one market
+    (`tickwise.anomaly.market.score_together`): a detector that reads the market context
+    (``classifier``) sees, for each bar, the other series' bars of the same timestamp, each
+    series with its own injected events; without it every series is scored alone. Given a list
     as ``false_alarms``, every false alarm is appended to it (detector, run, seed, symbol, bar
     time, score, threshold, explanation), so the real bars counted against a detector can be
     looked at one by one.
@@ -168,10 +173,20 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
                     for k in seeds for i, s in enumerate(series) if s.height >= start + 300]
         for name in detectors:
             tally = Tally(name, label)
-            for k, bars, events in injected:
+            dets = []
+            for k, bars, _ in injected:
                 season = season_for(bars["ts"] if "ts" in bars.columns else None, time_of_day, tz=tz)
-                det = make_detector(name, schedule=schedule, seed=k, seasonality=season, **options.get(name, {}))
-                scored = det.score(bars)
+                dets.append(make_detector(name, schedule=schedule, seed=k, seasonality=season, **options.get(name, {})))
+            results = []
+            for k in seeds:  # the series of one injection seed are one market: scored together
+                mine = [i for i, (seed_i, _, _) in enumerate(injected) if seed_i == k]
+                if cross_section:
+                    results += zip(mine, score_together([dets[i] for i in mine], [injected[i][1] for i in mine]),
+                                   strict=True)
+                else:
+                    results += [(i, dets[i].score(injected[i][1])) for i in mine]
+            for i, scored in sorted(results, key=lambda r: r[0]):
+                (k, bars, events), det = injected[i], dets[i]
                 scores = scored.score
                 thresholds = tail_thresholds(scores, threshold_settings(name, q=q))
                 flags = scores > thresholds
@@ -184,5 +199,5 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     settings = {"rate": rate, "start": start, "q": q, "tolerance": tolerance,
                 "seed": seeds[0] if len(seeds) == 1 else seeds,
                 "series": sum(s.height >= start + 300 for s in series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
-                "options": options, "time_of_day": time_of_day, "tz": tz}
+                "options": options, "time_of_day": time_of_day, "tz": tz, "cross_section": cross_section}
     return Report(rows, settings)

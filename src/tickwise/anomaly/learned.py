@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from tickwise.anomaly import DIVERGENCE, make_bands
+from tickwise.anomaly import DIVERGENCE, make_bands, market
 from tickwise.anomaly.bands import BandBank
 from tickwise.anomaly.detector import windows_of
 from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
@@ -99,6 +99,8 @@ class Training:
     learning_rate: float = 0.05
     max_leaf_nodes: int = 31
     exclude: tuple[str, ...] = ()
+    #: trained with the market context (`tickwise.anomaly.market`): copy k of every series is one market
+    market: bool = False
     seed: int = 0
     members: int = MEMBERS
 
@@ -136,10 +138,11 @@ def training_symbols() -> tuple[str, ...]:
     return tuple(sorted(str(s["symbol"][0]) for s in training_bars()))
 
 
-def _inputs(windows: FloatArray, div: TransientModel) -> FloatArray:
+def _inputs(windows: FloatArray, div: TransientModel, context: FloatArray | None = None) -> FloatArray:
     flat = np.clip(np.nan_to_num(windows.reshape(windows.shape[0], -1)), -CLIP, CLIP)
     pair = windows[:, -2:, :_BASE]
-    return np.column_stack([flat, np.clip(np.nan_to_num(div.score_windows(pair)), 0.0, CLIP)])
+    cols = [flat, np.clip(np.nan_to_num(div.score_windows(pair)), 0.0, CLIP)]
+    return np.column_stack(cols if context is None else [*cols, context])
 
 
 def bar_windows(copies: Sequence[pl.DataFrame], lookback: int) -> list[FloatArray]:
@@ -168,19 +171,29 @@ def bar_windows(copies: Sequence[pl.DataFrame], lookback: int) -> list[FloatArra
 def training_set(series: Sequence[pl.DataFrame], training: Training) -> tuple[FloatArray, np.ndarray]:
     """Inputs and labels: each series with anomalies injected ``copies`` times (other seeds)."""
     div = TransientModel(name="divergence", **DIVERGENCE)
-    xs, ys = [], []
-    for i, s in enumerate(series):
-        if s.height < training.warmup + 200:
-            continue
+    used = [(i, s) for i, s in enumerate(series) if s.height >= training.warmup + 200]
+    # per series, its copies: (bars, events) and windows, each copy with its own injections
+    copies = []
+    for i, s in used:
         injected = [inject(s, kinds=training.kinds, rate=training.rate, start=training.warmup,
                            magnitude=training.magnitude, seed=training.seed * 1000 + 37 * i + c)
                     for c in range(training.copies)]
-        for (bars, events), windows in zip(injected, bar_windows([b for b, _ in injected], training.lookback),
-                                           strict=True):
+        copies.append(list(zip(injected, bar_windows([b for b, _ in injected], training.lookback), strict=True)))
+    # copy c of every series is one market: with ``market``, their bars of the same date are each other's peers
+    ctx: list[list[FloatArray | None]] = [[None] * training.copies for _ in copies]
+    if training.market:
+        for c in range(training.copies):
+            for i, context in enumerate(market.contexts([
+                    (w[:, -1], np.arange(w.shape[0]) >= training.warmup, b["ts"].dt.epoch("ns").to_numpy())
+                    for (b, _), w in (x[c] for x in copies)])):
+                ctx[i][c] = context
+    xs, ys = [], []
+    for series_copies, contexts in zip(copies, ctx, strict=True):
+        for ((bars, events), windows), context in zip(series_copies, contexts, strict=True):
             y = np.zeros(bars.height, dtype=np.int8)
             for e in events:
                 y[e.start:min(e.end + 1, bars.height - 1) + 1] = 1
-            xs.append(_inputs(windows, div)[training.warmup:])
+            xs.append(_inputs(windows, div, context)[training.warmup:])
             ys.append(y[training.warmup:])
     if not xs:
         raise InputError(f"classifier training needs series of at least {training.warmup + 200} bars, got none")
@@ -243,7 +256,7 @@ def _sources_digest() -> str:
     per process (they do not change under a running process)."""
     from tickwise.anomaly import bands, detector, features, inject, transient
 
-    files = [Path(m.__file__) for m in (bands, detector, features, inject, transient)] + [Path(__file__)]
+    files = [Path(m.__file__) for m in (bands, detector, features, inject, market, transient)] + [Path(__file__)]
     return fingerprint([_shipped_bars().read_bytes(), *(f.read_bytes() for f in files)])
 
 
@@ -258,9 +271,10 @@ def to_fit(training: Training) -> int:
     return sum(t not in _FITS and not stored("classifier", _cache_key(t)) for t in training.member_settings())
 
 
-def first_use_note(training: Training) -> str | None:
-    """What to tell a user before `trained` fits members, or None when all are stored."""
-    n = to_fit(training)
+def first_use_note(training: Training, *, market: bool = False) -> str | None:
+    """What to tell a user before `trained` fits members (with ``market``, those of the
+    ensemble for bars with a market context too), or None when all are stored."""
+    n = to_fit(training) + (to_fit(replace(training, market=True)) if market else 0)
     if not n:
         return None
     where = cache_dir()
@@ -331,6 +345,8 @@ class ClassifierModel:
     name = "classifier"
     needs_fit = False
     spec = SPEC
+    #: reads the market context (`tickwise.anomaly.market`) where other symbols trade at the same time
+    uses_context = True
 
     def __init__(self, *, names: Sequence[str] = SPEC.names, training: Training | None = None,
                  seed: int = 0) -> None:
@@ -338,51 +354,87 @@ class ClassifierModel:
             raise InputError("the classifier detector needs OHLCV bars (open, high, low, close, volume); "
                              f"got features {', '.join(names)}: use zscore, ewma or transient for value series")
         self.names = SPEC.names
-        self.training = training or Training(seed=seed)
+        self.training = replace(training or Training(seed=seed), market=False)
+        #: the ensemble for bars with a market context: the same training, every copy one market
+        self.market_training = replace(self.training, market=True)
         self.lookback = self.training.lookback
         self._div = TransientModel(name="divergence", **DIVERGENCE)
         self._clf: Ensemble | None = None
+        self._market: Ensemble | None = None
 
     @property
     def identity(self) -> str:
         """What its scores depend on (training settings, shipped bars, the code): a detector
         state saved with another model's scores is not loaded (`MultiSymbolDetector.config`)."""
-        return _cache_key(self.training)
+        return fingerprint([_cache_key(self.training), _cache_key(self.market_training)])
 
     @property
     def classifier(self) -> Ensemble:
-        """The fitted ensemble (fitted or loaded now, waiting for it, if need be)."""
+        """The fitted ensemble for bars scored alone (fitted or loaded now, waiting for it, if need be)."""
         if self._clf is None:
             self._clf = trained(self.training)
         return self._clf
 
     @property
+    def market_classifier(self) -> Ensemble:
+        """The fitted ensemble for bars with a market context (fitted or loaded now, if need be)."""
+        if self._market is None:
+            self._market = trained(self.market_training)
+        return self._market
+
+    @property
     def ready(self) -> bool:
-        """Whether scoring can start without waiting for a fit. When it cannot, the fit is
-        started in a background thread (`trained_soon`): the live stage leaves this
-        detector's scores empty until it is done, instead of holding bars back."""
+        """Whether scoring can start without waiting for a fit (of either ensemble: a live
+        step may hold bars with and without a market context). When it cannot, the fits are
+        started in background threads (`trained_soon`): the live stage leaves this
+        detector's scores empty until they are done, instead of holding bars back."""
         if self._clf is None:
             self._clf = trained_soon(self.training)
-        return self._clf is not None
+        if self._market is None:
+            self._market = trained_soon(self.market_training)
+        return self._clf is not None and self._market is not None
+
+    def _split(self, context: FloatArray | None, n: int) -> np.ndarray:
+        """Which of ``n`` windows have a market context (and go to `market_classifier`)."""
+        if context is None:
+            return np.zeros(n, dtype=bool)
+        return np.isfinite(context).all(axis=1)
 
     def fit(self, windows: FloatArray) -> None:
         """Nothing to learn from the stream: the trees were trained on injected anomalies."""
 
-    def score_windows(self, windows: FloatArray) -> FloatArray:
-        return self.classifier.log_odds(_inputs(windows, self._div))
+    def score_windows(self, windows: FloatArray, context: FloatArray | None = None) -> FloatArray:
+        """Log-odds per window; ``context`` is each window's market context (`tickwise.anomaly.market`),
+        None (or NaN rows) where a bar is scored alone."""
+        peers = self._split(context, windows.shape[0])
+        out = np.empty(windows.shape[0])
+        if not peers.all():
+            out[~peers] = self.classifier.log_odds(_inputs(windows[~peers], self._div))
+        if peers.any():
+            out[peers] = self.market_classifier.log_odds(_inputs(windows[peers], self._div, context[peers]))  # type: ignore[index]
+        return out
 
-    def attribute(self, windows: FloatArray, *, exact: bool = False) -> FloatArray:
+    def attribute(self, windows: FloatArray, context: FloatArray | None = None, *, exact: bool = False) -> FloatArray:
         """Log-odds contributions per feature (`Ensemble.contributions`; all bars of the window summed; the
         divergence input shared out in proportion to its own terms; the shape folded onto the
-        bar features as `_FOLD` says), floored at 0. Shape features get 0. ``exact``: from exact
-        SHAP values instead of path attributions."""
-        values = self.classifier.contributions(_inputs(windows, self._div), exact=exact)
+        bar features as `_FOLD` says; each market-context input onto the bar feature it is of),
+        floored at 0. Shape features get 0. ``exact``: from exact SHAP values instead of path
+        attributions."""
+        peers = self._split(context, windows.shape[0])
         f = len(self.names)
+        at = self.lookback * f + 1
+        values = np.zeros((windows.shape[0], at + market.WIDTH))
+        if not peers.all():
+            values[~peers, :at] = self.classifier.contributions(_inputs(windows[~peers], self._div), exact=exact)
+        if peers.any():
+            values[peers] = self.market_classifier.contributions(
+                _inputs(windows[peers], self._div, context[peers]), exact=exact)  # type: ignore[index]
         per = values[:, :self.lookback * f].reshape(-1, self.lookback, f).sum(axis=1)
         terms = self._div.attribute(windows[:, -2:, :_BASE])
         share = terms / np.maximum(terms.sum(axis=1, keepdims=True), 1e-12)
         out = np.zeros_like(per)
-        out[:, :_BASE] = per[:, :_BASE] + values[:, [self.lookback * f]] * share
+        own_and_market = values[:, at:at + _BASE] + values[:, at + _BASE:at + 2 * _BASE]
+        out[:, :_BASE] = per[:, :_BASE] + values[:, [self.lookback * f]] * share + own_and_market
         for j, name in enumerate(self.names[_BASE:], start=_BASE):
             out[:, _FOLD[name]] += per[:, j]
         return np.maximum(out, 0.0)
@@ -393,5 +445,5 @@ class ClassifierModel:
 
     def clone(self) -> ClassifierModel:
         m = ClassifierModel(training=self.training)
-        m._clf = self._clf
+        m._clf, m._market = self._clf, self._market
         return m

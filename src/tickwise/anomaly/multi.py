@@ -23,6 +23,7 @@ from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.detector import shown, spec_for, with_reason
 from tickwise.anomaly.explain import Explanation, describe
 from tickwise.anomaly.features import FeatureSpec
+from tickwise.anomaly.market import market_context, uses_context
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
 
@@ -96,18 +97,20 @@ class MultiSymbolDetector:
         """Score then learn one record per symbol (symbols must be distinct); ``ts`` (epoch
         nanoseconds per symbol) is needed with a time-of-day profile."""
         p = self._prepare(symbols, fields, ts)
+        context = self._context(p, ts)
         score = np.full(p.rows.size, np.nan)
         # a model may need time before it can score (the classifier's first fit runs in the
         # background): until then its scores stay empty and the bars are only learned
         live = p.ready if self._usable() else np.zeros(p.rows.size, dtype=bool)
         if np.any(live):
-            score[live] = self.model.score_windows(p.windows[live])
+            score[live] = self._score(p.windows[live], None if context is None else context[live])
         threshold = self.thresholds.update(p.rows, score)
         is_anomaly = score > threshold
         explanations: dict[int, Explanation] = {}
         if explain and np.any(is_anomaly):
             idx = np.flatnonzero(is_anomaly)
-            contrib = self.model.attribute(p.windows[idx])
+            contrib = self.model.attribute(p.windows[idx]) if context is None \
+                else self.model.attribute(p.windows[idx], context[idx])  # type: ignore[call-arg]
             label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
             quoted = shown(self.spec.names, p.raw, p.feats)
             for j, i in enumerate(idx.tolist()):
@@ -144,16 +147,20 @@ class MultiSymbolDetector:
         >>> np.array_equal(last[0].score, last[1].score) and np.array_equal(last[0].threshold, last[1].threshold)
         True
         """
-        queued: list[tuple[np.ndarray, np.ndarray, FloatArray]] = []  # (rows, ready, windows of ready rows)
+        # (rows, ready, windows of ready rows, their market context or None)
+        queued: list[tuple[np.ndarray, np.ndarray, FloatArray, FloatArray | None]] = []
         n_queued = done = 0
 
         def flush() -> None:
             nonlocal n_queued
             usable = self._usable()
-            scores = self.model.score_windows(np.concatenate([w for _, _, w in queued])) \
-                if usable and n_queued else np.empty(0)
+            scores = np.empty(0)
+            if usable and n_queued:
+                windows = np.concatenate([w for _, _, w, _ in queued])
+                contexts = None if queued[0][3] is None else np.concatenate([c for *_, c in queued])
+                scores = self._score(windows, contexts)
             at = 0
-            for rows, ready, _ in queued:
+            for rows, ready, _, _ in queued:
                 score = np.full(rows.size, np.nan)
                 if usable:
                     k = int(ready.sum())
@@ -165,7 +172,8 @@ class MultiSymbolDetector:
 
         for symbols, fields, ts in steps:
             p = self._prepare(symbols, fields, ts)
-            queued.append((p.rows, p.ready, p.windows[p.ready]))
+            context = self._context(p, ts)
+            queued.append((p.rows, p.ready, p.windows[p.ready], None if context is None else context[p.ready]))
             n_queued += int(p.ready.sum())
             done += p.rows.size
             # a refit changes the model: what was queued is scored by the one before it
@@ -320,6 +328,19 @@ class MultiSymbolDetector:
         out = self.bank.stats(rows, feats)
         windows = np.concatenate([self._windows[rows, 1:], out.z[:, None, :]], axis=1)
         return _Prepared(rows, raw, feats, slots, state, out.ready, out.center, out.z, windows)
+
+    def _context(self, p: _Prepared, ts: FloatArray | None) -> FloatArray | None:
+        """The step's market context, for a model that reads it: the other symbols' bars of the
+        same ``ts`` (all of the step's without ``ts``) are each bar's peers."""
+        if not uses_context(self.model):
+            return None
+        groups = np.zeros(p.rows.size, dtype=np.int64) if ts is None else np.asarray(ts, dtype=np.int64)
+        return market_context(p.windows[:, -1], groups, p.ready)
+
+    def _score(self, windows: FloatArray, context: FloatArray | None) -> FloatArray:
+        if context is None:
+            return self.model.score_windows(windows)
+        return self.model.score_windows(windows, context)  # type: ignore[call-arg]
 
     def _learn(self, p: _Prepared) -> bool:
         """Learn one prepared step; return whether the model's fit is due now."""

@@ -8,8 +8,9 @@ the stage has not seen yet is first stepped through its last ``warmup_bars`` sto
 (scored and learned, nothing emitted), so a restarted stage goes on where it left off
 instead of being blind while its bands and thresholds warm up again.
 
-Bars of one call are processed in rounds: round k holds the k-th bar of every symbol in
-the call, so each round is one vectorised step over symbols.
+Bars of one call are processed one bar time after another: each step holds every symbol's
+bar of that time, one vectorised step over symbols, in which the symbols are each other's
+market context (`tickwise.anomaly.market`).
 """
 
 from __future__ import annotations
@@ -126,11 +127,12 @@ class AnomalyStage:
         if "classifier" in self.detector_names:
             from tickwise.anomaly.learned import Training, first_use_note, trained_soon
 
-            note = first_use_note(Training())
+            note = first_use_note(Training(), market=True)
             if note:
                 log.warning("%s; fitting in the background: until it is done the classifier scores no bars, "
                             "the other detectors score every one", note)
-            trained_soon(Training())  # load it now, or start its fit while the bands warm up
+            for training in (Training(), Training(market=True)):  # load them now, or start their fits
+                trained_soon(training)
         self._q = false_alarm_rate
         ThresholdSettings(q=false_alarm_rate)  # validate early
         self._window = window
@@ -433,10 +435,12 @@ class AnomalyStage:
 
     @staticmethod
     def _steps(bars: pl.DataFrame) -> dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]]:
-        """Per timeframe, the bars as rounds: round k holds the k-th bar of every symbol."""
+        """Per timeframe, the bars as steps, oldest first: one step per bar time, holding every
+        symbol's bar of that time (they are each other's market context); a bar the batch
+        holds twice goes into a step of its own after the first."""
         frame = bars.sort("ts").with_columns(
             pl.col("ts").dt.epoch("ns").alias("_ts_ns"),
-            pl.int_range(pl.len()).over("symbol", "timeframe").alias("_round"),
+            pl.int_range(pl.len()).over("symbol", "timeframe", "ts").alias("_copy"),
         )
         out: dict[str, list[tuple[list[str], dict[str, np.ndarray], np.ndarray]]] = {}
         for (timeframe,), part in frame.group_by(["timeframe"], maintain_order=True):
@@ -444,7 +448,7 @@ class AnomalyStage:
                 (rnd.get_column("symbol").to_list(),
                  {k: rnd.get_column(k).cast(pl.Float64).to_numpy() for k in _FIELDS},
                  rnd.get_column("_ts_ns").to_numpy())
-                for (_,), rnd in part.group_by(["_round"], maintain_order=True)
+                for _, rnd in part.group_by(["_ts_ns", "_copy"], maintain_order=True)
             ]
         return out
 

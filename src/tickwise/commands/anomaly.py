@@ -225,6 +225,10 @@ def register(app: typer.Typer) -> None:
         time_of_day: Annotated[str, typer.Option(
             "--time-of-day", help="auto: intraday series against their own time of day; off: not")] = "auto",
         tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
+        cross_section: Annotated[str, typer.Option(
+            "--cross-section",
+            help="on: the series are scored together, as one market (the classifier reads the other series' "
+                 "bars of the same time); off: each alone")] = "on",
         false_alarms_out: Annotated[Path | None, typer.Option(
             "--false-alarms", help="Also write every false alarm (a flagged real bar) with its explanation to this CSV")] = None,
     ) -> None:
@@ -263,6 +267,8 @@ def register(app: typer.Typer) -> None:
 
         if time_of_day not in ("auto", "off"):
             raise InputError(f"--time-of-day must be auto or off, was {time_of_day!r}")
+        if cross_section not in ("on", "off"):
+            raise InputError(f"--cross-section must be on or off, was {cross_section!r}")
         try:
             Seasonality(tz=tz)
         except ConfigError as exc:
@@ -300,13 +306,13 @@ def register(app: typer.Typer) -> None:
                                  f"({', '.join(known)}) to train on, was all of them")
             training = Training(kinds=train_kinds, exclude=exclude)
             options["classifier"] = {"training": training}
-            note = first_use_note(training)
+            note = first_use_note(training, market=cross_section == "on")
             if note:
                 typer.echo(note, err=True)
         alarms: list[dict[str, object]] | None = [] if false_alarms_out is not None else None
         report = evaluate(series, detectors=names, kinds=kind_list, rate=rate, q=false_alarm_rate,
                           magnitude=(lo, hi), seed=seeds, per_kind=not quick, options=options,
-                          time_of_day=time_of_day, tz=tz, false_alarms=alarms)
+                          time_of_day=time_of_day, tz=tz, cross_section=cross_section == "on", false_alarms=alarms)
         cols = ["detector", "kind", "events", "detected", "false_alarms", "precision", "recall", "f1",
                 "mean_delay_bars", "false_alarms_per_1000_bars"]
         typer.echo(f"injected anomalies: rate {rate}/bar, {lo:g}-{hi:g} robust sigma, {report.settings['series']} series, "

@@ -1,0 +1,129 @@
+"""The market context: the classifier reads the other symbols' bars of the same time."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.conftest import shared_file
+from tickwise.anomaly import make_bands, make_detector, make_model
+from tickwise.anomaly.evaluate import evaluate
+from tickwise.anomaly.learned import Training, trained
+from tickwise.anomaly.market import WIDTH, loo_median, market_context, score_together
+from tickwise.anomaly.multi import MultiSymbolDetector
+from tickwise.anomaly.stage import AnomalyStage
+from tickwise.sources.files import read_bars
+
+FIELDS = ("open", "high", "low", "close", "volume")
+
+
+@pytest.fixture(scope="module")
+def market() -> list[pl.DataFrame]:
+    """GOOG, MSFT and the S&P 500, daily, on the dates all three trade (2004-08-19 to 2013-03-01, 2,148 bars)."""
+    frames = [read_bars(shared_file(f)).sort("ts") for f in
+              ("goog_daily_backtesting.csv", "msft_daily_pmdarima.csv", "sp500_daily_arch.csv")]
+    common = set(frames[0]["ts"].to_list())
+    for f in frames[1:]:
+        common &= set(f["ts"].to_list())
+    days = pl.Series("ts", sorted(common))
+    trained(Training())  # the shipped classifier, fitted once per machine
+    return [f.filter(pl.col("ts").is_in(days.implode())) for f in frames]
+
+
+def test_loo_median_is_the_median_of_the_other_rows_of_the_group():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(1, 12))
+        groups, values = rng.integers(0, 3, n), rng.normal(size=(n, 3)).round(1)
+        got = loo_median(values, groups)
+        for i in range(n):
+            others = [j for j in range(n) if j != i and groups[j] == groups[i]]
+            want = np.median(values[others], axis=0) if others else np.full(3, np.nan)
+            np.testing.assert_allclose(got[i], want, equal_nan=True)
+
+
+def test_market_context_only_ready_bars_of_the_same_time_are_peers():
+    z = np.arange(20.0).reshape(4, 5)
+    ctx = market_context(z, np.array([1, 1, 1, 2]), np.array([True, True, False, True]))
+    assert ctx.shape == (4, WIDTH)
+    np.testing.assert_array_equal(ctx[0, :5], z[1])  # bar 2 is not ready: bar 1 is bar 0's one peer
+    np.testing.assert_array_equal(ctx[0, 5:], z[0] - z[1])
+    assert np.isnan(ctx[2]).all() and np.isnan(ctx[3]).all()  # not ready; alone at its time
+
+
+def _step_all(det: MultiSymbolDetector, frames: list[pl.DataFrame]) -> list[np.ndarray]:
+    """Step the series through one detector, one step per timestamp (what the live stage does)."""
+    symbols = [str(i) for i in range(len(frames))]
+    out = [np.full(f.height, np.nan) for f in frames]
+    for t in range(frames[0].height):
+        fields = {k: np.array([float(f[k][t]) for f in frames]) for k in FIELDS}
+        ts = np.array([f["ts"].dt.epoch("ns")[t] for f in frames])
+        res = det.step(symbols, fields, ts=ts)
+        for i in range(len(frames)):
+            out[i][t] = res.score[i]
+    return out
+
+
+def test_live_steps_with_peers_equal_the_batch_scored_together(market):
+    frames = [f.head(400) for f in market]
+    batch = score_together([make_detector("classifier") for _ in frames], frames)
+    live = _step_all(MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier")), frames)
+    for b, s in zip(batch, live, strict=True):
+        assert b.context is not None and np.isfinite(b.context[b.ready]).all()
+        np.testing.assert_allclose(s, b.score, rtol=1e-9, equal_nan=True)
+    # with peers the scores are not those of each series alone
+    alone = make_detector("classifier").score(frames[0]).score
+    assert not np.allclose(alone, batch[0].score, equal_nan=True)
+
+
+def test_a_peer_s_future_leaves_past_scores_unchanged(market):
+    frames = [f.head(400) for f in market]
+    before = score_together([make_detector("classifier") for _ in frames], frames)[0].score
+    changed = [frames[0], frames[1].with_columns(
+        pl.when(pl.int_range(pl.len()) >= 300).then(pl.col("volume") * 20).otherwise(pl.col("volume")).alias("volume"),
+        pl.when(pl.int_range(pl.len()) >= 300).then(pl.col("close") * 1.3).otherwise(pl.col("close")).alias("close")),
+        frames[2]]
+    after = score_together([make_detector("classifier") for _ in frames], changed)[0].score
+    np.testing.assert_array_equal(after[:300], before[:300])
+    assert not np.allclose(after[300:], before[300:], equal_nan=True)
+
+
+def test_a_volume_burst_of_the_whole_market_scores_lower_than_one_symbol_s(market):
+    """The same 4x volume day in GOOG scores lower when MSFT and the S&P 500 trade 4x too
+    (a market-wide day) than when only GOOG does (a fault of one symbol)."""
+    rows = list(range(300, 900, 40))
+
+    def burst(frame: pl.DataFrame) -> pl.DataFrame:
+        hit = pl.int_range(pl.len()).is_in(rows)
+        return frame.with_columns(pl.when(hit).then(pl.col("volume") * 4).otherwise(pl.col("volume")).alias("volume"))
+
+    dets = [make_detector("classifier") for _ in market]
+    frames = [f.head(900) for f in market]
+    one = score_together(dets, [burst(frames[0]), *frames[1:]])[0].score[rows]
+    everyone = score_together(dets, [burst(f) for f in frames])[0].score[rows]
+    assert np.median(one - everyone) > 1.0  # log-odds
+    assert (one > everyone).mean() >= 0.8
+
+
+def test_evaluate_cross_section_scores_the_series_of_a_seed_together(market):
+    frames = [f.head(1200) for f in market]
+    kw = {"detectors": ["classifier"], "per_kind": False, "seed": 7, "start": 400,
+          "options": {"classifier": {"training": Training()}}}  # the shipped ensembles: no fit for seed 7
+    together = evaluate(frames, **kw).rows[0]
+    alone = evaluate(frames, cross_section=False, **kw).rows[0]
+    assert together["events"] == alone["events"] > 0
+    assert (together["detected"], together["false_alarms"]) != (alone["detected"], alone["false_alarms"])
+    assert evaluate(frames, **kw).settings["cross_section"] is True
+
+
+def test_stage_steps_are_bar_times_so_peers_meet_even_when_a_symbol_skipped_a_bar():
+    ts = pl.datetime_range(pl.datetime(2024, 1, 1, time_zone="UTC"), pl.datetime(2024, 1, 1, 0, 4, time_zone="UTC"),
+                           "1m", eager=True)
+    a = pl.DataFrame({"symbol": "A", "timeframe": "1m", "ts": ts})
+    b = pl.DataFrame({"symbol": "B", "timeframe": "1m", "ts": ts}).filter(pl.int_range(pl.len()) != 1)
+    bars = pl.concat([a, b]).with_columns(**{k: pl.lit(1.0) for k in FIELDS})
+    steps = AnomalyStage._steps(bars)["1m"]
+    assert [(set(syms), int(t[0])) for syms, _, t in steps] == [
+        ({"A", "B"} if i != 1 else {"A"}, ts.dt.epoch("ns")[i]) for i in range(5)]
+    assert all(len(set(t.tolist())) == 1 for _, _, t in steps)
