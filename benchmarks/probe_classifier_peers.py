@@ -8,9 +8,16 @@ five more, the median band z-scores of the *other* symbols' current bars on the 
 scores the held-out daily series (GOOG, MSFT, S&P 500: each the others' peers where their
 dates overlap, each with its own injected events, as `evaluate-anomaly` injects them: 1 per
 100 bars from bar 800, 6-10 robust sigma, injection seeds 7-11) and prints F1 at the adaptive
-threshold and at the best single threshold (an oracle), per series and pooled. Research.
+threshold (at several log-odds floors and ceilings) and at the best single threshold (an
+oracle), per series and pooled. ``--relative`` adds the bar's own z minus the peers' median
+(five more inputs: what the product reads, `tickwise.anomaly.market`); ``--alone-every=K``
+trains every K-th copy without peers and also scores the series with the peers hidden (one
+model for both cases; the product keeps two ensembles instead, as this showed the mixed model
+losing accuracy alone). Research: the product's own figures come from `tickwise
+evaluate-anomaly --cross-section on|off`.
 
-    .venv/bin/python benchmarks/probe_classifier_peers.py [--members 4] [--training-seed 5]
+    .venv/bin/python benchmarks/probe_classifier_peers.py [--members 4] [--training-seed 5] [--relative]
+        [--alone-every=4]
 """
 
 from __future__ import annotations
@@ -138,7 +145,7 @@ def main() -> None:
                                     float(np.mean(np.isfinite(p[START:, 0])))))
 
     for arm, rows in scored.items():
-        def count(flag, rows=rows) -> tuple[Tally, dict[int, Tally]]:
+        def count(flag, rows=rows, arm=arm) -> tuple[Tally, dict[int, Tally]]:
             total, per = Tally(arm, "all"), {}
             for j, score, thr, events, _ in rows:
                 flags = flag(score, thr)
@@ -147,7 +154,7 @@ def main() -> None:
                 score_flags(flags, events, per.setdefault(j, Tally(arm, str(j))), start=START)
             return total, per
 
-        def show(label: str, total: Tally, per: dict[int, Tally]) -> None:
+        def show(label: str, total: Tally, per: dict[int, Tally], arm=arm) -> None:
             by = " ".join(f"{FILES[j].split('_')[0]} {t.f1:.3f} ({t.false_alarms} fa)" for j, t in sorted(per.items()))
             print(f"{arm:6} {label:20} F1 {total.f1:.3f}  precision {total.precision:.3f}  recall {total.recall:.3f}"
                   f"  false alarms {total.false_alarms:4}  events {total.events}  ({by})")

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,11 @@ def test_ensemble_explanation_adds_up_to_its_score(folder: Path):
 
 
 def _forget(training: learned.Training) -> None:
-    for t in (training, *training.member_settings()):
-        learned._CACHE.pop(t, None)
-        learned._FITS.pop(t, None)
-    learned._BACKGROUND.pop(training, None)
+    for setting in (training, replace(training, market=True)):
+        for t in (setting, *setting.member_settings()):
+            learned._CACHE.pop(t, None)
+            learned._FITS.pop(t, None)
+        learned._BACKGROUND.pop(setting, None)
 
 
 @pytest.fixture
@@ -181,14 +183,20 @@ def test_trained_soon_fits_in_the_background_once_then_returns_the_fit(folder: P
         _forget(training)
 
 
-def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores(folder: Path, gate: threading.Event):
+@pytest.mark.parametrize("peers", [False, True], ids=["alone", "market"])
+def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores(folder: Path, gate: threading.Event,
+                                                                                  peers: bool):
     """The live path (MultiSymbolDetector) never waits for the classifier's first fit: its
-    bars are learned meanwhile, and scored once the fit is there."""
+    bars are learned meanwhile, and scored once the fit is there. With ``peers`` the two
+    symbols' bars share their times, so they are scored by the market-context ensemble,
+    fitted in the background too."""
     from tickwise.anomaly import make_bands
     from tickwise.anomaly.multi import MultiSymbolDetector
     from tickwise.anomaly.threshold import ThresholdSettings
 
-    training = learned.Training(members=1, copies=1, max_iter=10, seed=6, exclude=("GOOG", "IBM", "MSFT"))
+    # two training stocks for the market-context ensemble (one has no market to learn from)
+    exclude = ("GOOG", "IBM") if peers else ("GOOG", "IBM", "MSFT")
+    training = learned.Training(members=1, copies=1, max_iter=10, seed=6, exclude=exclude)
     _forget(training)
     try:
         rng = np.random.default_rng(3)
@@ -202,18 +210,22 @@ def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores
                                        bands=make_bands("classifier", window=20),
                                        thresholds=ThresholdSettings(min_scores=20, q=0.01))
 
+        def ts(t: int) -> np.ndarray:
+            return np.array([t, t]) if peers else np.array([2 * t, 2 * t + 1])
+
         det = engine()
-        early = [det.step(["A", "B"], f) for f in fields[:40]]
+        early = [det.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields[:40])]
         assert all(np.isnan(r.score).all() and not r.is_anomaly.any() for r in early)
-        thread = learned._BACKGROUND[training]
-        assert thread.is_alive()
+        threads = [learned._BACKGROUND[t] for t in (training, replace(training, market=True)) if t in learned._BACKGROUND]
+        assert len(threads) == (2 if peers else 1) and all(t.is_alive() for t in threads)
         gate.set()
-        thread.join(timeout=120)
-        late = [det.step(["A", "B"], f) for f in fields[40:]]
+        for thread in threads:
+            thread.join(timeout=120)
+        late = [det.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields[40:], start=40)]
         assert np.isfinite(late[-1].score).all()
         # the bars seen while waiting were learned: scores equal those of a detector that never waited
         ref = engine()
-        never_waited = [ref.step(["A", "B"], f) for f in fields][40:]
+        never_waited = [ref.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields)][40:]
         np.testing.assert_allclose([r.score for r in late], [r.score for r in never_waited])
     finally:
         _forget(training)

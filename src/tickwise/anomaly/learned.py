@@ -127,6 +127,7 @@ def training_bars() -> list[pl.DataFrame]:
     return [part.sort("ts") for _, part in bars.group_by(["symbol"], maintain_order=True)]
 
 
+@functools.cache
 def training_symbols() -> tuple[str, ...]:
     """The symbols of the shipped training bars.
 
@@ -356,7 +357,9 @@ class ClassifierModel:
         self.names = SPEC.names
         self.training = replace(training or Training(seed=seed), market=False)
         #: the ensemble for bars with a market context: the same training, every copy one market
-        self.market_training = replace(self.training, market=True)
+        #: (None when the training leaves a single stock: it has no market to learn from)
+        self.market_training: Training | None = replace(self.training, market=True) \
+            if len(set(training_symbols()) - set(self.training.exclude)) >= 2 else None
         self.lookback = self.training.lookback
         self._div = TransientModel(name="divergence", **DIVERGENCE)
         self._clf: Ensemble | None = None
@@ -366,7 +369,8 @@ class ClassifierModel:
     def identity(self) -> str:
         """What its scores depend on (training settings, shipped bars, the code): a detector
         state saved with another model's scores is not loaded (`MultiSymbolDetector.config`)."""
-        return fingerprint([_cache_key(self.training), _cache_key(self.market_training)])
+        return fingerprint([_cache_key(self.training), "" if self.market_training is None
+                            else _cache_key(self.market_training)])
 
     @property
     def classifier(self) -> Ensemble:
@@ -379,24 +383,31 @@ class ClassifierModel:
     def market_classifier(self) -> Ensemble:
         """The fitted ensemble for bars with a market context (fitted or loaded now, if need be)."""
         if self._market is None:
+            if self.market_training is None:
+                raise InputError("this classifier was trained on one stock: it has no market-context ensemble")
             self._market = trained(self.market_training)
         return self._market
 
     @property
     def ready(self) -> bool:
-        """Whether scoring can start without waiting for a fit (of either ensemble: a live
-        step may hold bars with and without a market context). When it cannot, the fits are
-        started in background threads (`trained_soon`): the live stage leaves this
-        detector's scores empty until they are done, instead of holding bars back."""
+        """Whether scoring bars alone can start without waiting for a fit (`ready_for`)."""
+        return self.ready_for(None)
+
+    def ready_for(self, context: FloatArray | None) -> bool:
+        """Whether windows with this market context (None: alone) can be scored without
+        waiting for a fit. When they cannot, the fit is started in a background thread
+        (`trained_soon`): the live stage leaves this detector's scores empty until it is
+        done, instead of holding bars back."""
         if self._clf is None:
             self._clf = trained_soon(self.training)
-        if self._market is None:
-            self._market = trained_soon(self.market_training)
-        return self._clf is not None and self._market is not None
+        market = context is not None and bool(self._split(context, context.shape[0]).any())
+        if market and self._market is None:
+            self._market = trained_soon(self.market_training)  # type: ignore[arg-type]
+        return self._clf is not None and (not market or self._market is not None)
 
     def _split(self, context: FloatArray | None, n: int) -> np.ndarray:
         """Which of ``n`` windows have a market context (and go to `market_classifier`)."""
-        if context is None:
+        if context is None or self.market_training is None:
             return np.zeros(n, dtype=bool)
         return np.isfinite(context).all(axis=1)
 

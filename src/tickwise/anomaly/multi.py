@@ -101,7 +101,8 @@ class MultiSymbolDetector:
         score = np.full(p.rows.size, np.nan)
         # a model may need time before it can score (the classifier's first fit runs in the
         # background): until then its scores stay empty and the bars are only learned
-        live = p.ready if self._usable() else np.zeros(p.rows.size, dtype=bool)
+        live = p.ready if self._usable(None if context is None else context[p.ready]) \
+            else np.zeros(p.rows.size, dtype=bool)
         if np.any(live):
             score[live] = self._score(p.windows[live], None if context is None else context[live])
         threshold = self.thresholds.update(p.rows, score)
@@ -153,12 +154,11 @@ class MultiSymbolDetector:
 
         def flush() -> None:
             nonlocal n_queued
-            usable = self._usable()
+            contexts = None if not queued or queued[0][3] is None else np.concatenate([c for *_, c in queued])
+            usable = self._usable(contexts)
             scores = np.empty(0)
             if usable and n_queued:
-                windows = np.concatenate([w for _, _, w, _ in queued])
-                contexts = None if queued[0][3] is None else np.concatenate([c for *_, c in queued])
-                scores = self._score(windows, contexts)
+                scores = self._score(np.concatenate([w for _, _, w, _ in queued]), contexts)
             at = 0
             for rows, ready, _, _ in queued:
                 score = np.full(rows.size, np.nan)
@@ -309,8 +309,13 @@ class MultiSymbolDetector:
         if self._season is not None:
             self._season.import_row(row, _part(arrays, "season."))
 
-    def _usable(self) -> bool:
-        return self._fitted and getattr(self.model, "ready", True)
+    def _usable(self, context: FloatArray | None = None) -> bool:
+        """Whether the model can score now (a model that is fitted in the background may not
+        be yet; the classifier needs its market-context ensemble only for bars with a context)."""
+        if not self._fitted:
+            return False
+        ready_for = getattr(self.model, "ready_for", None)
+        return bool(ready_for(context)) if ready_for is not None else getattr(self.model, "ready", True)
 
     def _prepare(self, symbols: Sequence[str], fields: Mapping[str, FloatArray], ts: FloatArray | None) -> _Prepared:
         """Features, time-of-day profile, band statistics and windows of one step (nothing learned)."""
