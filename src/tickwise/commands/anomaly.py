@@ -91,7 +91,8 @@ def register(app: typer.Typer) -> None:
             "--time-of-day", help="auto: intraday bars against their own time of day; off: not")] = "auto",
         tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
     ) -> None:
-        """Score every row of a series; one output row per input row."""
+        """Score every row of a series; one output row per input row (the symbols of one bar file are
+        scored together: with classifier, each reads the others' bars of the same time)."""
         import numpy as np
         import polars as pl
 
@@ -134,12 +135,11 @@ def register(app: typer.Typer) -> None:
         if detector == "classifier":
             from tickwise.anomaly.learned import Training, first_use_note
 
-            note = first_use_note(Training(seed=seed))
+            note = first_use_note(Training(seed=seed), market=len(parts) > 1)
             if note:
                 typer.echo(note, err=True)
-        outputs = []
-        flagged = 0
-        for sym, stamps, frame, spec in parts:
+        dets = []
+        for _, _, frame, spec in parts:
             n = frame.height
             if n < 30:
                 raise DataError(f"{data.name}: need at least 30 rows to score, was {n}")
@@ -148,9 +148,16 @@ def register(app: typer.Typer) -> None:
                 season = season_for(frame["ts"] if spec.kind == "bars" else None, time_of_day, tz=tz)
             except ConfigError as exc:
                 raise InputError(f"--time-of-day/--tz: {exc}") from None
-            det = make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule, seed=seed,
-                                seasonality=season)
-            scores = det.score(frame)
+            dets.append(make_detector(detector, spec=spec, window=min(window, max(5, n // 4)), schedule=schedule,
+                                      seed=seed, seasonality=season))
+        from tickwise.anomaly.market import score_together
+
+        # the symbols of one bar file are one market: the classifier reads the others' bars of the same time
+        scored = score_together(dets, [frame for _, _, frame, _ in parts])
+        outputs = []
+        flagged = 0
+        for (sym, stamps, frame, _), det, scores in zip(parts, dets, scored, strict=True):
+            n = frame.height
             th = tail_thresholds(scores.score, threshold_settings(detector, q=thresholds.q,
                                                                   min_scores=min(200, max(20, n // 5)),
                                                                   window=thresholds.window))
