@@ -8,7 +8,9 @@ over a 100k-bar series (features + model fit on every window). Prints a table an
 artifacts/benchmarks/bench_anomaly.json. ``--quick`` uses fewer steps and 20k bars.
 ``--time-of-day`` also times the band detectors with the intraday time-of-day profile
 (`tickwise.anomaly.seasonal`) live: ten slots of the day that repeat, so every slot has its
-ten past bars when timing starts.
+ten past bars when timing starts. The symbols of a step share their bar time, so the classifier
+scores them with its market-context ensemble; ``--alone`` also times it with no symbol having a
+peer (its first ensemble).
 """
 
 from __future__ import annotations
@@ -50,7 +52,12 @@ def synthetic_bars(n_steps: int, n_symbols: int, seed: int = 0) -> dict[str, np.
 
 
 def bench_step(name: str, *, n_symbols: int, warm: int, steps: int, explain: bool,
-               time_of_day: bool = False) -> dict[str, float]:
+               time_of_day: bool = False, alone: bool = False) -> dict[str, float]:
+    if name == "classifier":  # both ensembles fitted (or loaded) first: the live step does not wait for a fit
+        from tickwise.anomaly.learned import Training, trained
+
+        trained(Training())
+        trained(Training(market=True))
     bars = synthetic_bars(warm + steps, n_symbols)
     symbols = [f"S{i:04d}" for i in range(n_symbols)]
     det = MultiSymbolDetector(make_model(name), bands=make_bands(name),
@@ -64,8 +71,10 @@ def bench_step(name: str, *, n_symbols: int, warm: int, steps: int, explain: boo
         fields = {k: v[t] for k, v in bars.items()}
         # ten one-minute slots a day from 9:30 New York (14:30 UTC in winter), then the next day
         ts = np.full(n_symbols, day0 + (t // 10) * 86_400 * 10**9 + (t % 10) * 60 * 10**9, dtype=np.int64)
+        if alone:  # each symbol's bar a nanosecond apart: no symbol has a peer (no market context)
+            ts = ts + np.arange(n_symbols)
         t0 = time.perf_counter()
-        res = det.step(symbols, fields, explain=explain, ts=ts if time_of_day else None)
+        res = det.step(symbols, fields, explain=explain, ts=ts if time_of_day or alone else None)
         dt = time.perf_counter() - t0
         if t >= warm:
             times.append(dt * 1000)
@@ -75,7 +84,8 @@ def bench_step(name: str, *, n_symbols: int, warm: int, steps: int, explain: boo
     for _ in range(10):
         det.model.attribute(probe)
     explain_ms = (time.perf_counter() - t0) * 100
-    return {"detector": name + (" +time of day" if time_of_day else ""), "symbols": n_symbols, "steps": steps,
+    return {"detector": name + (" +time of day" if time_of_day else "") + (" alone" if alone else ""),
+            "symbols": n_symbols, "steps": steps,
             "explain": explain,
             "ms_per_anomaly_explained": round(explain_ms, 3),
             "ms_per_step_median": round(statistics.median(times), 3),
@@ -116,6 +126,8 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--detectors", default=",".join(DETECTORS))
     parser.add_argument("--time-of-day", action="store_true", help="also time the band detectors with the profile")
+    parser.add_argument("--alone", action="store_true",
+                        help="also time the classifier with every symbol alone (no market context: its first ensemble)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = [d for d in args.detectors.split(",") if d]
@@ -124,6 +136,9 @@ def main() -> None:
     n_bars = 20_000 if args.quick else 100_000
     scoring = [bench_step(n, n_symbols=args.symbols, warm=warm, steps=steps, explain=e)
                for n in names for e in (False, True)]
+    if args.alone:
+        scoring += [bench_step(n, n_symbols=args.symbols, warm=warm, steps=steps, explain=True, alone=True)
+                    for n in names if n == "classifier"]
     if args.time_of_day:
         scoring += [bench_step(n, n_symbols=args.symbols, warm=warm, steps=steps, explain=True, time_of_day=True)
                     for n in names if n in ("zscore", "ewma", "transient", "divergence")]

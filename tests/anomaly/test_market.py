@@ -127,3 +127,18 @@ def test_stage_steps_are_bar_times_so_peers_meet_even_when_a_symbol_skipped_a_ba
     assert [(set(syms), int(t[0])) for syms, _, t in steps] == [
         ({"A", "B"} if i != 1 else {"A"}, ts.dt.epoch("ns")[i]) for i in range(5)]
     assert all(len(set(t.tolist())) == 1 for _, _, t in steps)
+
+
+def test_a_classifier_trained_on_one_stock_scores_bars_with_peers_alone():
+    """One training stock has no market to learn from: no second ensemble, the context is ignored."""
+    from tickwise.anomaly.learned import ClassifierModel
+
+    one = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, exclude=("GOOG", "IBM", "MSFT")))
+    two = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, exclude=("GOOG", "IBM")))
+    assert one.market_training is None and two.market_training is not None
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(50, 3, 10))
+    context = np.column_stack([rng.normal(size=(50, WIDTH // 2)), rng.normal(size=(50, WIDTH // 2))])
+    np.testing.assert_array_equal(one.score_windows(windows, context), one.score_windows(windows))
+    assert one.ready_for(context)
+    assert not np.allclose(two.score_windows(windows, context), two.score_windows(windows))

@@ -18,6 +18,13 @@ down is news. This model learns such combinations from examples instead of hand 
   tells a level shift (a gap on an ordinary bar) from news (a gap with a wide, heavy bar) and
   shows a flash crash's long lower shadow. Nothing after the current bar: score before
   learn holds as for every model.
+- **Market context.** Where other symbols have bars of the same time, a second ensemble
+  (``Training.market``), trained the same way with every training copy of the four stocks one
+  market, also reads the market context (`tickwise.anomaly.market`): the other symbols' median
+  band z-scores and the bar's own minus them, so a market-wide day (an expiry Friday's volume,
+  a sell-off) is told from a fault of one symbol. Bars without peers are scored by the first
+  ensemble, trained without those inputs, exactly as before (one model for both cases lost
+  accuracy alone: docs/anomaly-evaluation.md).
 - **Labels.** The bars of an event and the bar after it (the evaluation's tolerance): a
   two-bar pattern may be recognised only on its second bar.
 - **Model.** An ensemble of ``Training.members`` (4) scikit-learn
