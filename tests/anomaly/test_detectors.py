@@ -161,7 +161,7 @@ def test_threshold_burst_of_anomalies_does_not_raise_threshold():
 
 @pytest.mark.parametrize("name", ["zscore", "transient", "divergence", "classifier"])
 def test_multi_symbol_detector_one_symbol_equals_single_detector(goog_bars, name):
-    bars = goog_bars.head(500)
+    bars = goog_bars.head(300)
     single = make_detector(name).score(bars).score
     multi = MultiSymbolDetector(make_model(name), bands=Bands())
     got = []

@@ -133,8 +133,9 @@ def test_a_classifier_trained_on_one_stock_scores_bars_with_peers_alone():
     """One training stock has no market to learn from: no second ensemble, the context is ignored."""
     from tickwise.anomaly.learned import ClassifierModel
 
-    one = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, exclude=("GOOG", "IBM", "MSFT")))
-    two = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, exclude=("GOOG", "IBM")))
+    # seed 11: fits of their own (a process keeps every fit: another test's setting must not be taken)
+    one = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, seed=11, exclude=("GOOG", "IBM", "MSFT")))
+    two = ClassifierModel(training=Training(members=1, copies=1, max_iter=10, seed=11, exclude=("GOOG", "IBM")))
     assert one.market_training is None and two.market_training is not None
     rng = np.random.default_rng(0)
     windows = rng.normal(size=(50, 3, 10))
