@@ -5,8 +5,9 @@ moves every symbol; a bad print or a feed fault moves one. The classifier theref
 beside a bar's own window, the *cross-section* at the bar's timestamp: the median band
 z-score of the other symbols' bars of that same time (return, range, volume, gap, swing)
 and the bar's own z-score minus that median. Where no other symbol has a bar at that time
-(one series alone, `tickwise detect` on one file) these inputs are missing (NaN) and the
-model, trained on part of its data without them, scores the bar alone.
+(one series alone, `tickwise detect` on a one-symbol file) these inputs are missing (NaN)
+and the classifier scores the bar with its ensemble trained without them
+(`tickwise.anomaly.learned`).
 
 The same function serves the live step (the symbols of one `MultiSymbolDetector.step` with
 equal timestamps) and the batch form over several series (`score_together`), so the two
@@ -94,7 +95,6 @@ def market_context(current: FloatArray, groups: np.ndarray, valid: np.ndarray) -
     med = loo_median(z, np.asarray(groups)[idx])
     out[idx] = np.clip(np.column_stack([med, z - med]), -CLIP, CLIP)
     return out
-
 
 
 def contexts(scored: Sequence[tuple[FloatArray, np.ndarray, np.ndarray]]) -> list[FloatArray]:
