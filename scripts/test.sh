@@ -15,8 +15,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 set +e
+# Test files run on parallel workers (pytest-xdist; a file stays on one worker, so its module
+# fixtures are built once): many tests wait on brokers, subprocesses and clocks, so even two cores
+# gain. At most 4 workers (each gets a Redis database of its own, 9-12); TICKWISE_TEST_WORKERS
+# overrides (0: no workers, the tests run in this process).
+workers="${TICKWISE_TEST_WORKERS:-$(n=$(nproc 2>/dev/null || echo 2); echo $(( n < 2 ? 2 : (n > 4 ? 4 : n) )))}"
 # --durations: the slowest tests, so a slower suite shows where its time goes
-.venv/bin/python -m pytest --durations=15 "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile --durations=15 "$@"
 rc=$?
 set -e
 # pytest exits 5 when it collected nothing: that is a failure here too.

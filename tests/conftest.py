@@ -57,6 +57,12 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _worker() -> int:
+    """This pytest-xdist worker's number (0 for gw0 and without xdist): tests on other workers
+    run at the same time, so a shared service gets a namespace per worker."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+
+
 _HANDED_OUT: set[int] = set()
 
 
@@ -73,12 +79,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    """A Redis database of the test's own (db 9), emptied before and after."""
+    """A Redis database of the test's own (db 9, 10, ... for xdist workers gw0, gw1, ...), emptied before and after."""
     if not _port_open("127.0.0.1", 6379):
         missing("Redis is not running on 127.0.0.1:6379")
     import redis
 
-    url = "redis://127.0.0.1:6379/9"
+    db = 9 + _worker()
+    if db > 15:  # Redis has 16 databases by default
+        pytest.fail(f"xdist worker {_worker()} has no Redis database of its own: run at most 7 workers")
+    url = f"redis://127.0.0.1:6379/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url

@@ -37,7 +37,7 @@ def test_second_call_loads_from_disk_without_fitting(folder: Path):
     assert stored("m", "k")
     assert cached("m", "k", fit) == {"w": [1.0, 2.0]}
     assert len(fits) == 1
-    assert [p.name for p in folder.iterdir()] == ["m-k.pkl"]  # no temporary file left behind
+    assert sorted(p.name for p in folder.iterdir()) == [".m-k.lock", "m-k.pkl"]  # no temporary file left behind
     assert cached("m", "other", fit) == {"w": [1.0, 2.0]} and len(fits) == 2
 
 
@@ -62,6 +62,29 @@ def test_unreadable_file_is_refitted_and_replaced(folder: Path, caplog: pytest.L
         assert cached("m", "k", lambda: 42) == 42
     assert "could not be read" in caplog.text
     assert cached("m", "k", lambda: 43) == 42  # the refit replaced the broken file
+
+
+def _fit_in_a_process(folder: Path, log: Path) -> subprocess.Popen[bytes]:
+    """A process that fits model m-k into ``folder`` (slowly, noting the fit in ``log``) and prints it."""
+    code = ("import os, sys, time\n"
+            "from tickwise.anomaly.modelcache import cached\n"
+            "def fit():\n"
+            f"    open({str(log)!r}, 'a').write(f'{{os.getpid()}}\\n')\n"
+            "    time.sleep(1.0)\n"
+            "    return {'fitted by': os.getpid()}\n"
+            "print(cached('m', 'k', fit)['fitted by'])\n")
+    return subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, **{ENV: str(folder)}),
+                            stdout=subprocess.PIPE)
+
+
+def test_processes_wanting_the_same_model_at_once_fit_it_once(folder: Path, tmp_path: Path):
+    log = tmp_path / "fits.log"
+    procs = [_fit_in_a_process(folder, log) for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    fitters = log.read_text().split()
+    assert len(fitters) == 1  # the others waited for the lock, then loaded what the first stored
+    assert outs == fitters * 3
 
 
 def test_unwritable_folder_still_returns_the_fit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -9,13 +9,17 @@ set. Change any of them and the old file is simply not found. A file that cannot
 (truncated, foreign) is refitted and replaced; a directory that cannot be written only costs
 the refit next time. Files are written to a temporary name and renamed, so a reader never
 sees half a file; a temporary file a process left when it died mid-write (a background fit
-cut off at exit) is removed by the next write to the folder once it is `STALE_S` old.
+cut off at exit) is removed by the next write to the folder once it is `STALE_S` old. Processes
+sharing the folder fit a model once between them: a fit holds an advisory lock on a file beside
+the model's (``fcntl.flock``: released by the kernel when its holder dies), and a process that
+wanted the same model waits for it and loads what the holder stored.
 
 Only load a cache directory you own: unpickling runs code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -23,9 +27,14 @@ import pickle
 import platform
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so processes may fit the same member side by side
+    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -86,17 +95,51 @@ def cached(name: str, key: str, fit: Callable[[], T]) -> T:
     """The model stored under ``name-key`` in `cache_dir`, or ``fit()``'s result, stored
     there for next time (see the module docstring for what goes wrong and how it is handled)."""
     folder = cache_dir()
-    path = folder / f"{name}-{key}.pkl" if folder is not None else None
-    if path is not None and path.exists():
-        try:
-            with path.open("rb") as f:
-                return pickle.load(f)  # our own cache directory: see the module docstring
-        except Exception as exc:  # a truncated or foreign file: refit and replace it
-            log.warning("model cache file %s could not be read (%s); fitting again", path, exc)
-    model = fit()
-    if path is not None:
-        _store(path, model)
+    if folder is None:
+        return fit()
+    path = folder / f"{name}-{key}.pkl"
+    model = _load(path)
+    if model is not None:
+        return model
+    with _fitting(path):
+        model = _load(path, warn=False)  # another process may have stored it while this one waited for the lock
+        if model is None:
+            model = fit()
+            _store(path, model)
     return model
+
+
+def _load(path: Path, *, warn: bool = True) -> Any:
+    """The model pickled at ``path``, or None when there is none or it cannot be read."""
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as f:
+            return pickle.load(f)  # our own cache directory: see the module docstring
+    except Exception as exc:  # a truncated or foreign file: refit and replace it
+        if warn:
+            log.warning("model cache file %s could not be read (%s); fitting again", path, exc)
+        return None
+
+
+@contextlib.contextmanager
+def _fitting(path: Path) -> Iterator[None]:
+    """Hold the fit lock of ``path`` (blocking while another process holds it); without a
+    writable folder (or without ``fcntl``) there is nothing to share, and no lock."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_name(f".{path.stem}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _remove_stale(folder: Path, now: float) -> None:
