@@ -57,3 +57,26 @@ def season_kernel(x, slots, alpha, min_count, clip, max_ratio, n_slots, out):  #
         if now and not was:
             ready += 1
         count[s] = c + 1
+
+
+@njit(cache=True, nogil=True)
+def trees_kernel(x, feature, threshold, missing_left, left, right, is_leaf, value, roots, baseline, out):  # type: ignore[no-untyped-def]
+    """Sum of the leaf values that ``x``'s rows reach in each tree, plus ``baseline``, into
+    ``out``; see `tickwise.anomaly.trees`. Trees outer, rows inner: one tree's nodes stay in
+    cache while every row walks it, and each row still adds its trees in their order."""
+    n = x.shape[0]
+    for i in range(n):
+        out[i] = baseline
+    for t in range(roots.size):
+        root = roots[t]
+        for i in range(n):
+            k = root
+            while not is_leaf[k]:
+                v = x[i, feature[k]]
+                if np.isnan(v):
+                    k = left[k] if missing_left[k] else right[k]
+                elif v <= threshold[k]:
+                    k = left[k]
+                else:
+                    k = right[k]
+            out[i] += value[k]

@@ -38,6 +38,8 @@ down is news. This model learns such combinations from examples instead of hand 
   root-to-leaf path per tree (about 90 times less), and on detected injected events they
   named the perturbed feature more often (92 % against 87 %: exact values credit a price
   spike's widened high-low swing as much as its return; `benchmarks/eval_explanations.py`).
+  Scores are walked through the members' trees in one compiled loop (`tickwise.anomaly.trees`:
+  the same floats as ``predict_proba``, without its per-tree calls).
 
 It learns the *shapes the injector makes*. Its held-out accuracy on injected events is
 therefore an estimate for anomalies of those shapes; the README also reports it on a kind
@@ -66,6 +68,7 @@ from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
 from tickwise.anomaly.inject import KINDS, inject
 from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored
 from tickwise.anomaly.transient import TransientModel
+from tickwise.anomaly.trees import FlatTrees
 from tickwise.exceptions import InputError
 
 log = logging.getLogger(__name__)
@@ -215,11 +218,17 @@ class Ensemble:
     def __init__(self, members: Sequence[object]) -> None:
         self.members = list(members)
         self._explainers: list[object] | None = None
+        self._flat: list[FlatTrees] | None = None
 
     def log_odds(self, x: FloatArray) -> FloatArray:
+        """The members' mean log-odds per row of ``x``, each member's probability clipped to
+        [EPS, 1 - EPS] first; the trees walked by `tickwise.anomaly.trees` (the members'
+        ``predict_proba``, bit for bit, at a fraction of the cost)."""
+        if self._flat is None:
+            self._flat = [FlatTrees(m) for m in self.members]
         out = np.zeros(x.shape[0])
-        for m in self.members:
-            p = np.clip(m.predict_proba(x)[:, 1], EPS, 1.0 - EPS)  # type: ignore[attr-defined]
+        for m in self._flat:
+            p = np.clip(m.proba(x), EPS, 1.0 - EPS)
             out += np.log(p) - np.log1p(-p)
         return out / len(self.members)
 
