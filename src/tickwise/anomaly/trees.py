@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from scipy.special import expit
+from sklearn.ensemble._hist_gradient_boosting.common import PREDICTOR_RECORD_DTYPE
 
 from tickwise.anomaly.kernels import trees_kernel
 
@@ -31,9 +32,10 @@ class FlatTrees:
         nodes = [p.nodes for (p,) in model._predictors]
         if any(n["is_categorical"].any() for n in nodes):
             raise ValueError("FlatTrees does not take categorical splits")
-        offsets = np.cumsum([0] + [n.size for n in nodes[:-1]])
-        flat = np.concatenate(nodes)
-        shift = np.repeat(offsets, [n.size for n in nodes])
+        sizes = [n.size for n in nodes]
+        offsets = np.cumsum([0, *sizes[:-1]]) if nodes else np.zeros(0, dtype=np.int64)
+        flat = np.concatenate(nodes) if nodes else np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE)
+        shift = np.repeat(offsets, sizes)
         self.n_features = int(model.n_features_in_)
         self.feature = flat["feature_idx"].astype(np.int64)
         self.threshold = flat["num_threshold"].astype(np.float64)
