@@ -12,7 +12,7 @@ threshold) is counted on the same scores. This is how the classifier's inputs an
 threshold (`THRESHOLD_OPTIONS["classifier"]`) were chosen.
 
     .venv/bin/python benchmarks/eval_classifier_cv.py [--magnitude 6,10] [--seeds 7,8,9,10,11]
-        [--cross-section on|off] [--thresholds 4.5:5,4:4.5]
+        [--cross-section on|off] [--thresholds 4.5:5,4:4.5] [--members 4]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def main() -> None:
     default = THRESHOLD_OPTIONS["classifier"]
     parser.add_argument("--thresholds", default=f"{default['floor']:g}:{default['ceiling']:g}",
                         help="Comma-separated FLOOR:CEILING log-odds settings to count (default: the shipped one)")
+    parser.add_argument("--members", type=int, default=Training().members,
+                        help="ensemble members of each fold's classifier (default: the shipped count)")
     parser.add_argument("--json", type=Path, default=Path("artifacts/anomaly/eval_classifier_cv.json"))
     args = parser.parse_args()
     lo, hi = (float(v) for v in args.magnitude.split(","))
@@ -49,7 +51,7 @@ def main() -> None:
     rows = []
     for h, series in enumerate(stocks):
         symbol = str(series["symbol"][0])
-        training = Training(exclude=(symbol,))
+        training = Training(exclude=(symbol,), members=args.members)
         for seed in seeds:
             injected = [inject(s, rate=0.01, start=START, seed=seed + i, magnitude=(lo, hi)) for i, s in enumerate(stocks)]
             if args.cross_section == "on":
@@ -66,7 +68,7 @@ def main() -> None:
                 score_flags(flags, events, one, start=START)
                 score_flags(flags, events, tallies[s], start=START)
                 rows.append({"held_out": symbol, "seed": seed, "floor": s[0], "ceiling": s[1], **one.row()})
-    print(f"cross-section {args.cross_section}, magnitude {lo:g}-{hi:g} sigma, seeds {args.seeds}")
+    print(f"{args.members} members, cross-section {args.cross_section}, magnitude {lo:g}-{hi:g} sigma, seeds {args.seeds}")
     print(f"{'held out':10}{'seed':>6}{'threshold':>11}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
     for r in rows:
         print(f"{r['held_out']:10}{r['seed']:>6}{r['floor']:>6g}:{r['ceiling']:<4g}{r['events']:>8}{r['detected']:>10}"
@@ -77,6 +79,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "rows": rows, "magnitude_sigma": [lo, hi], "seeds": seeds, "cross_section": args.cross_section,
+        "members": args.members,
         "totals": [{"floor": s[0], "ceiling": s[1], "f1": round(t.f1, 4), "precision": round(t.precision, 4),
                     "recall": round(t.recall, 4)} for s, t in tallies.items()]}, indent=2))
     print(f"wrote {args.json}")

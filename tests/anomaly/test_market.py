@@ -27,7 +27,8 @@ def market() -> list[pl.DataFrame]:
     for f in frames[1:]:
         common &= set(f["ts"].to_list())
     days = pl.Series("ts", sorted(common))
-    trained(Training())  # the shipped classifier, fitted once per machine
+    for training in (Training(), Training(market=True)):  # the shipped ensembles, fitted once per machine
+        trained(training)  # (a live step does not wait for a fit: it scores nothing until one is done)
     return [f.filter(pl.col("ts").is_in(days.implode())) for f in frames]
 
 
@@ -104,6 +105,32 @@ def test_a_volume_burst_of_the_whole_market_scores_lower_than_one_symbol_s(marke
     everyone = score_together(dets, [burst(f) for f in frames])[0].score[rows]
     assert np.median(one - everyone) > 1.0  # log-odds
     assert (one > everyone).mean() >= 0.8
+
+
+def test_explanations_say_what_the_other_symbols_did_at_the_same_time(market):
+    """A 6x volume day in GOOG alone: its explanation gives the peers' median volume z (near 0),
+    live and in the batch form alike; the same bar scored alone has no market words."""
+    frames = [f.head(700) for f in market]
+    hit = 650
+    goog = frames[0].with_columns(
+        pl.when(pl.int_range(pl.len()) == hit).then(pl.col("volume") * 6).otherwise(pl.col("volume")).alias("volume"))
+    frames = [goog, *frames[1:]]
+    det = MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"))
+    texts = {}
+    for t in range(hit + 1):
+        fields = {k: np.array([float(f[k][t]) for f in frames]) for k in FIELDS}
+        res = det.step(["GOOG", "MSFT", "SPX"], fields, ts=np.array([f["ts"].dt.epoch("ns")[t] for f in frames]))
+        texts.update({t: res.explanations[0].text} if 0 in res.explanations else {})
+    assert hit in texts, "the volume burst was not flagged"
+    live = texts[hit]
+    assert "volume" in live.split(";")[0] and "other symbols at this time (median): volume " in live
+    peers_volume = float(live.split("other symbols at this time (median): volume ")[1].split(" sigma")[0])
+    assert abs(peers_volume) < 2.0  # MSFT and the S&P 500 traded as usual
+    dets = [make_detector("classifier") for _ in frames]
+    scores = score_together(dets, frames)[0]
+    assert dets[0].explain(scores, hit).text == live
+    single = make_detector("classifier")
+    assert "other symbols" not in single.explain(single.score(goog), hit).text
 
 
 def test_evaluate_cross_section_scores_the_series_of_a_seed_together(market):

@@ -18,7 +18,7 @@ import polars as pl
 
 from tickwise.anomaly.bands import BandBank, Bands, band_zscores
 from tickwise.anomaly.base import Schedule, WindowModel
-from tickwise.anomaly.explain import Explanation, describe
+from tickwise.anomaly.explain import Explanation, describe, with_market
 from tickwise.anomaly.features import RANGE_FLOOR, FeatureSpec
 from tickwise.anomaly.market import uses_context
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank, adjust_series
@@ -289,8 +289,10 @@ class Detector:
             contrib = model.attribute(scores.windows[i:i + 1], scores.context[i:i + 1])[0]  # type: ignore[call-arg]
         else:
             contrib = model.attribute(scores.windows[i:i + 1])[0]
-        return with_reason(model, scores.windows[i], describe(scores.names, contrib, scores.raw[i], scores.center[i],
-                                                              scores.z[i], window_label=self._label()))
+        explanation = with_reason(model, scores.windows[i], describe(scores.names, contrib, scores.raw[i],
+                                                                     scores.center[i], scores.z[i],
+                                                                     window_label=self._label()))
+        return with_market(explanation, None if scores.context is None else scores.context[i])
 
     def _label(self) -> str:
         return f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"

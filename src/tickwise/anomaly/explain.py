@@ -8,9 +8,11 @@ module turns the top ones into text such as ``"volume 14.0x its recent level; re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+
+from tickwise.anomaly.features import BAR_FEATURES
 
 FloatArray = np.ndarray
 
@@ -90,3 +92,27 @@ def describe(names: Sequence[str], contributions: FloatArray, raw: FloatArray, c
     sign = 1 if z[chosen[0]] >= 0 else -1
     kind = _KINDS.get((first, sign), f"{first}_{'high' if sign > 0 else 'low'}")
     return Explanation(tuple(names[i] for i in chosen), "; ".join(phrases), kind)
+
+
+def with_market(explanation: Explanation, context: FloatArray | None) -> Explanation:
+    """Append what the other symbols did at the same bar time, for the explanation's bar
+    features: the peers' median band z-score of each (the first part of a market-context row,
+    `tickwise.anomaly.market`), so a reader tells a fault of one symbol from a market-wide
+    move. Unchanged without a context (a bar scored alone).
+
+    Examples
+    --------
+    >>> e = Explanation(("volume", "return"), "volume 14.0x its recent level", "volume_burst")
+    >>> with_market(e, np.array([0.1, 0.4, 0.3, 0.0, 0.2, 0, 0, 0, 0, 0])).text
+    'volume 14.0x its recent level; other symbols at this time (median): volume +0.3 sigma, return +0.1 sigma'
+    >>> with_market(e, np.full(10, np.nan)) is e
+    True
+    """
+    if context is None:
+        return explanation
+    peers = np.asarray(context, dtype=np.float64)[:len(BAR_FEATURES)]
+    parts = [f"{name} {peers[BAR_FEATURES.index(name)]:+.1f} sigma" for name in explanation.features
+             if name in BAR_FEATURES and np.isfinite(peers[BAR_FEATURES.index(name)])]
+    if not parts:
+        return explanation
+    return replace(explanation, text=f"{explanation.text}; other symbols at this time (median): {', '.join(parts)}")

@@ -21,7 +21,7 @@ import numpy as np
 from tickwise.anomaly.bands import BandBank, Bands
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.detector import shown, spec_for, with_reason
-from tickwise.anomaly.explain import Explanation, describe
+from tickwise.anomaly.explain import Explanation, describe, with_market
 from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.market import market_context, uses_context
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank
@@ -115,9 +115,9 @@ class MultiSymbolDetector:
             label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
             quoted = shown(self.spec.names, p.raw, p.feats)
             for j, i in enumerate(idx.tolist()):
-                explanations[i] = with_reason(self.model, p.windows[i],
-                                              describe(self.spec.names, contrib[j], quoted[i], p.center[i], p.z[i],
-                                                       window_label=label))
+                explanations[i] = with_market(with_reason(
+                    self.model, p.windows[i], describe(self.spec.names, contrib[j], quoted[i], p.center[i], p.z[i],
+                                                       window_label=label)), None if context is None else context[i])
         if self._learn(p):
             self._fit()
         return StepResult(list(symbols), score, threshold, is_anomaly, explanations)
