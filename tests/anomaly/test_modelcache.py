@@ -206,6 +206,39 @@ def test_trained_soon_fits_in_the_background_once_then_returns_the_fit(folder: P
         _forget(training)
 
 
+def test_a_stored_ensemble_loads_at_once_while_another_is_fitting(folder: Path, monkeypatch: pytest.MonkeyPatch):
+    stored_one = learned.Training(members=1, copies=1, max_iter=10, seed=7, exclude=("GOOG", "IBM", "MSFT"))
+    fitting = replace(stored_one, seed=8)
+    _forget(stored_one)
+    _forget(fitting)
+    learned.trained(stored_one)
+    _forget(stored_one)  # a process that has it on disk only
+    started, opened = threading.Event(), threading.Event()
+    fit = learned._fit
+
+    def held(training: learned.Training) -> object:
+        if training.seed == fitting.seed:
+            started.set()
+            assert opened.wait(timeout=60), "the test never let the fit go on"
+        return fit(training)
+
+    monkeypatch.setattr(learned, "_fit", held)
+    try:
+        assert learned.trained_soon(fitting) is None
+        assert started.wait(timeout=60)  # the other ensemble is fitting now
+        got: list[learned.Ensemble] = []
+        loader = threading.Thread(target=lambda: got.append(learned.trained(stored_one)))
+        loader.start()
+        loader.join(timeout=30)
+        assert not loader.is_alive(), "loading a stored ensemble waited for another ensemble's fit"
+        assert len(got[0].members) == 1 and learned._BACKGROUND[fitting].is_alive()
+    finally:
+        opened.set()
+        learned._BACKGROUND[fitting].join(timeout=120)
+        _forget(stored_one)
+        _forget(fitting)
+
+
 @pytest.mark.parametrize("peers", [False, True], ids=["alone", "market"])
 def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores(folder: Path, gate: threading.Event,
                                                                                   peers: bool):

@@ -251,7 +251,11 @@ class Ensemble:
 #: Ensembles and single fitted members, per process (a one-member ensemble's setting equals its member's).
 _CACHE: dict[Training, Ensemble] = {}
 _FITS: dict[Training, object] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards _CACHE and _FITS; never held while fitting or loading
+#: Held while an ensemble fits members, so a process fits one ensemble at a time (as a rule in
+#: the order asked: the first one asked for is ready soonest, instead of both late); loading
+#: stored members does not take it, so a stored ensemble never waits behind another's fit.
+_FIT_LOCK = threading.Lock()
 #: Fits started by `trained_soon`, one per setting and process.
 _BACKGROUND: dict[Training, threading.Thread] = {}
 _BACKGROUND_LOCK = threading.Lock()
@@ -305,15 +309,26 @@ def trained(training: Training) -> Ensemble:
     machine (`tickwise.anomaly.modelcache`) and loaded once per process."""
     with _LOCK:
         model = _CACHE.get(training)
-        if model is None:
-            members = []
-            for t in training.member_settings():
-                fit = _FITS.get(t)
-                if fit is None:
-                    fit = _FITS[t] = cached("classifier", _cache_key(t), lambda t=t: _fit(t))
-                members.append(fit)
-            model = _CACHE[training] = Ensemble(members)
+    if model is not None:
         return model
+    if to_fit(training):
+        with _FIT_LOCK:
+            members = [_member(t) for t in training.member_settings()]
+    else:  # all stored: loaded at once, even while another ensemble is fitting
+        members = [_member(t) for t in training.member_settings()]
+    with _LOCK:
+        return _CACHE.setdefault(training, Ensemble(members))
+
+
+def _member(t: Training) -> object:
+    """One member: fitted in this process already, else loaded from the model cache, else fitted."""
+    with _LOCK:
+        fit = _FITS.get(t)
+    if fit is None:
+        fit = cached("classifier", _cache_key(t), lambda: _fit(t))
+        with _LOCK:
+            fit = _FITS.setdefault(t, fit)
+    return fit
 
 
 def _fit_quietly(training: Training) -> None:

@@ -131,7 +131,9 @@ class AnomalyStage:
             if note:
                 log.warning("%s; fitting in the background: until it is done the classifier scores no bars, "
                             "the other detectors score every one", note)
-            for training in (Training(), Training(market=True)):  # load them now, or start their fits
+            # load them now, or start their fits: the market-context ensemble first, since a live
+            # step holds every symbol's bar of one bar time (only a symbol alone needs the other)
+            for training in (Training(market=True), Training()):
                 trained_soon(training)
         self._q = false_alarm_rate
         ThresholdSettings(q=false_alarm_rate)  # validate early
