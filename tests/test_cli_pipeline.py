@@ -88,6 +88,10 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
          "--false-alarm-rate: q must be in"),
         (["detect", "--data", str(FIXTURES / "ibm.us.txt"), "--out", "o.csv"], {"TICKWISE_INPUT_TZ": "Eastern"},
          "setting TICKWISE_INPUT_TZ is invalid: must name a time zone like UTC or America/New_York, was 'Eastern'"),
+        (["up", "--duration", "1", "--no-serve"], {"TICKWISE_ANOMALY_MARKET": "maybe"},
+         "setting TICKWISE_ANOMALY_MARKET is invalid: must be 'on' or 'off', was 'maybe'"),
+        (["detect", "--data", str(FIXTURES / "ibm.us.txt"), "--out", "o.csv", "--cross-section", "both"], {},
+         "--cross-section must be on or off, was 'both'"),
     ],
 )
 def test_cli_bad_input_gives_one_line_error_not_traceback(tmp_path: Path, args, env, message) -> None:

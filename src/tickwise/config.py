@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
-from pydantic import ValidationError, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     #: slots of the day in this exchange time zone (tickwise.anomaly.seasonal)
     anomaly_time_of_day: str = "auto"
     anomaly_tz: str = "America/New_York"
+    #: the classifier reads the other symbols' bars of the same bar time (``on``) or scores
+    #: every bar alone (``off``: for symbols of a timeframe that are not one market)
+    anomaly_market: str = "on"
     #: stored bars per series the live detectors step through before its first bar after a
     #: (re)start, so they score from that bar on (0: off)
     anomaly_warmup_bars: int = 2100
@@ -120,11 +123,12 @@ class Settings(BaseSettings):
             raise ValueError(f"must name a time zone like UTC or America/New_York, was {value!r}")
         return value
 
-    @field_validator("anomaly_time_of_day")
+    @field_validator("anomaly_market", "anomaly_time_of_day")
     @classmethod
-    def _check_time_of_day(cls, value: str) -> str:
-        if value not in ("auto", "off"):
-            raise ValueError(f"must be 'auto' or 'off', was {value!r}")
+    def _check_switch(cls, value: str, info: ValidationInfo) -> str:
+        allowed = ("on", "off") if info.field_name == "anomaly_market" else ("auto", "off")
+        if value not in allowed:
+            raise ValueError(f"must be {allowed[0]!r} or 'off', was {value!r}")
         return value
 
     @field_validator("timeframes")

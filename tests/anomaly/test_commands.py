@@ -127,3 +127,27 @@ def test_evaluate_anomaly_lists_every_false_alarm_with_its_explanation(tmp_path)
     assert listed["explanation"].str.len_chars().min() > 0 and set(listed["seed"]) <= {7, 8}
     assert (listed["score"] > listed["threshold"]).all() and listed["ts"].null_count() == 0
     assert f"wrote {listed.height} false alarms" in result.output
+
+
+def test_detect_cross_section_off_scores_each_symbol_of_a_file_alone(tmp_path):
+    """GOOG and MSFT in one file: with the market on (default) GOOG's classifier scores read MSFT's
+    bars of the same dates; with it off they are those of GOOG's file alone."""
+    from tickwise.sources.files import read_bars
+
+    goog = read_bars(shared_file("goog_daily_backtesting.csv")).sort("ts").head(500)
+    msft = read_bars(shared_file("msft_daily_pmdarima.csv")).filter(pl.col("ts").is_in(goog["ts"].implode()))
+    cols = ["symbol", "ts", "open", "high", "low", "close", "volume"]
+    pl.concat([goog.select(cols), msft.select(cols)]).write_csv(tmp_path / "two.csv")
+    goog.select(cols).write_csv(tmp_path / "goog.csv")
+
+    def scores(name: str, *extra: str) -> pl.DataFrame:
+        out = tmp_path / f"{name}-{len(extra)}.csv"
+        result = CliRunner().invoke(app, ["detect", "--data", str(tmp_path / name), "--detector", "classifier",
+                                          "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        return pl.read_csv(out).filter(pl.col("symbol") == "GOOG")
+
+    alone, off, on = scores("goog.csv"), scores("two.csv", "--cross-section", "off"), scores("two.csv")
+    assert alone.height == off.height == on.height == 500
+    np.testing.assert_array_equal(off["score"].to_numpy(), alone["score"].to_numpy())
+    assert not np.allclose(on["score"].to_numpy(), alone["score"].to_numpy(), equal_nan=True)

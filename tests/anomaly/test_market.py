@@ -13,6 +13,7 @@ from tickwise.anomaly.learned import Training, trained
 from tickwise.anomaly.market import WIDTH, loo_median, market_context, score_together
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.stage import AnomalyStage
+from tickwise.exceptions import ConfigError
 from tickwise.sources.files import read_bars
 
 FIELDS = ("open", "high", "low", "close", "volume")
@@ -76,6 +77,25 @@ def test_live_steps_with_peers_equal_the_batch_scored_together(market):
     # with peers the scores are not those of each series alone
     alone = make_detector("classifier").score(frames[0]).score
     assert not np.allclose(alone, batch[0].score, equal_nan=True)
+
+
+def test_with_the_market_off_live_steps_score_each_series_alone(market):
+    frames = [f.head(300) for f in market]
+    off = MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"), market=False)
+    live = _step_all(off, frames)
+    for f, s in zip(frames, live, strict=True):
+        np.testing.assert_allclose(s, make_detector("classifier").score(f).score, rtol=1e-9, equal_nan=True)
+    on = MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"))
+    assert off.config() != on.config()  # a state saved with the market on is not loaded with it off
+    zscore = [MultiSymbolDetector(make_model("zscore"), market=m).config() for m in (True, False)]
+    assert zscore[0] == zscore[1]  # a model without the context: the switch changes nothing
+
+
+def test_the_market_switch_is_checked_and_reaches_the_live_engines():
+    with pytest.raises(ConfigError, match="TICKWISE_ANOMALY_MARKET must be on or off, was 'maybe'"):
+        AnomalyStage(timeframes=["1d"], detectors=["zscore"], market="maybe")
+    assert AnomalyStage(timeframes=["1d"], detectors=["classifier"], market="off")._engine("1d", "classifier").market is False
+    assert AnomalyStage(timeframes=["1d"], detectors=["classifier"])._engine("1d", "classifier").market is True
 
 
 def test_a_peer_s_future_leaves_past_scores_unchanged(market):

@@ -60,8 +60,11 @@ class MultiSymbolDetector:
 
     def __init__(self, model: WindowModel, *, spec: FeatureSpec | None = None,
                  bands: Bands | None = None, schedule: Schedule | None = None,
-                 thresholds: ThresholdSettings | None = None, seasonality: Seasonality | None = None) -> None:
+                 thresholds: ThresholdSettings | None = None, seasonality: Seasonality | None = None,
+                 market: bool = True) -> None:
         self.model = model
+        #: a model that reads the market context gets it from the step's other symbols (off: every bar alone)
+        self.market = market
         self.name = model.name
         self.spec = spec_for(model, spec)
         self.seasonality = seasonality.for_columns(len(self.spec.names)) \
@@ -203,7 +206,7 @@ class MultiSymbolDetector:
 
         parts = [self.name, repr(self.spec.names), repr(self.bands), repr(self.thresholds.settings),
                  repr(self.seasonality), str(self.model.lookback), getattr(self.model, "identity", ""),
-                 _state_code_digest()]
+                 _state_code_digest(), *(() if self.market or not uses_context(self.model) else ("alone",))]
         self._config = fingerprint(parts)
         return self._config
 
@@ -337,7 +340,7 @@ class MultiSymbolDetector:
     def _context(self, p: _Prepared, ts: FloatArray | None) -> FloatArray | None:
         """The step's market context, for a model that reads it: the other symbols' bars of the
         same ``ts`` (all of the step's without ``ts``) are each bar's peers."""
-        if not uses_context(self.model):
+        if not (self.market and uses_context(self.model)):
             return None
         groups = np.zeros(p.rows.size, dtype=np.int64) if ts is None else np.asarray(ts, dtype=np.int64)
         return market_context(p.windows[:, -1], groups, p.ready)

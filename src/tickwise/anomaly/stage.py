@@ -10,7 +10,8 @@ instead of being blind while its bands and thresholds warm up again.
 
 Bars of one call are processed one bar time after another: each step holds every symbol's
 bar of that time, one vectorised step over symbols, in which the symbols are each other's
-market context (`tickwise.anomaly.market`).
+market context (`tickwise.anomaly.market`; ``market="off"``, ``TICKWISE_ANOMALY_MARKET=off``,
+scores every bar alone, for symbols of a timeframe that are not one market).
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ class AnomalyStage:
                  false_alarm_rate: float = 1e-3, outbox: Outbox | None = None,
                  window: int = 60, warehouse: Warehouse | None = None, alert_memory: int = 100_000,
                  time_of_day: str = "auto", tz: str = "America/New_York",
-                 history: History | None = None, warmup_bars: int = 2100, checkpoint_s: float = 300.0) -> None:
+                 history: History | None = None, warmup_bars: int = 2100, checkpoint_s: float = 300.0,
+                 market: str = "on") -> None:
         for d in detectors:
             if d not in DETECTORS:
                 raise ConfigError(f"setting TICKWISE_ANOMALY_DETECTORS must name {', '.join(DETECTORS)}, was {d!r}")
@@ -117,6 +119,9 @@ class AnomalyStage:
             raise ConfigError(f"setting TICKWISE_ANOMALY_WARMUP_BARS must be >= 0, was {warmup_bars}")
         if time_of_day not in ("auto", "off"):
             raise ConfigError(f"setting TICKWISE_ANOMALY_TIME_OF_DAY must be auto or off, was {time_of_day!r}")
+        if market not in ("on", "off"):
+            raise ConfigError(f"setting TICKWISE_ANOMALY_MARKET must be on or off, was {market!r}")
+        self._market = market == "on"
         # intraday timeframes are measured against their own time of day (tickwise.anomaly.seasonal)
         try:
             self._season = Seasonality(tz=tz) if time_of_day == "auto" else None
@@ -127,13 +132,13 @@ class AnomalyStage:
         if "classifier" in self.detector_names:
             from tickwise.anomaly.learned import Training, first_use_note, trained_soon
 
-            note = first_use_note(Training(), market=True)
+            note = first_use_note(Training(), market=self._market)
             if note:
                 log.warning("%s; fitting in the background: until it is done the classifier scores no bars, "
                             "the other detectors score every one", note)
             # load them now, or start their fits: the market-context ensemble first, since a live
             # step holds every symbol's bar of one bar time (only a symbol alone needs the other)
-            for training in (Training(market=True), Training()):
+            for training in (Training(market=True), Training()) if self._market else (Training(),):
                 trained_soon(training)
         self._q = false_alarm_rate
         ThresholdSettings(q=false_alarm_rate)  # validate early
@@ -245,7 +250,7 @@ class AnomalyStage:
             self._engines[key] = MultiSymbolDetector(
                 make_model(detector), bands=make_bands(detector, window=self._window),
                 thresholds=threshold_settings(detector, q=self._q),
-                seasonality=self._season if intraday else None)
+                seasonality=self._season if intraday else None, market=self._market)
         return self._engines[key]
 
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:
@@ -573,4 +578,5 @@ def make_stage(settings: Settings, *, warehouse: Warehouse | None = None) -> Ano
         time_of_day=settings.anomaly_time_of_day, tz=settings.anomaly_tz,
         history=warehouse_history(warehouse) if warehouse is not None else None,
         warmup_bars=settings.anomaly_warmup_bars, checkpoint_s=settings.anomaly_checkpoint_s,
+        market=settings.anomaly_market,
     )

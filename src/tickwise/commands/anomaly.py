@@ -90,6 +90,8 @@ def register(app: typer.Typer) -> None:
         time_of_day: Annotated[str, typer.Option(
             "--time-of-day", help="auto: intraday bars against their own time of day; off: not")] = "auto",
         tz: Annotated[str, typer.Option("--tz", help="The exchange's time zone, for --time-of-day")] = "America/New_York",
+        cross_section: Annotated[str, typer.Option(
+            "--cross-section", help="on: the symbols of one bar file are one market (classifier); off: each alone")] = "on",
     ) -> None:
         """Score every row of a series; one output row per input row (the symbols of one bar file are
         scored together: with classifier, each reads the others' bars of the same time)."""
@@ -110,6 +112,8 @@ def register(app: typer.Typer) -> None:
 
         if detector not in DETECTORS:
             raise InputError(f"--detector must be one of {', '.join(DETECTORS)}, was {detector!r}")
+        if cross_section not in ("on", "off"):
+            raise InputError(f"--cross-section must be on or off, was {cross_section!r}")
         if not data.exists():
             raise InputError(f"--data must be an existing file, was {str(data)!r} (no such file)")
         try:
@@ -135,7 +139,7 @@ def register(app: typer.Typer) -> None:
         if detector == "classifier":
             from tickwise.anomaly.learned import Training, first_use_note
 
-            note = first_use_note(Training(seed=seed), market=len(parts) > 1)
+            note = first_use_note(Training(seed=seed), market=len(parts) > 1 and cross_section == "on")
             if note:
                 typer.echo(note, err=True)
         dets = []
@@ -153,7 +157,8 @@ def register(app: typer.Typer) -> None:
         from tickwise.anomaly.market import score_together
 
         # the symbols of one bar file are one market: the classifier reads the others' bars of the same time
-        scored = score_together(dets, [frame for _, _, frame, _ in parts])
+        frames = [frame for _, _, frame, _ in parts]
+        scored = score_together(dets, frames) if cross_section == "on" else [d.score(f) for d, f in zip(dets, frames, strict=True)]
         outputs = []
         flagged = 0
         for (sym, stamps, frame, _), det, scores in zip(parts, dets, scored, strict=True):
