@@ -110,9 +110,9 @@ def with_market(explanation: Explanation, context: FloatArray | None) -> Explana
     """
     if context is None:
         return explanation
-    peers = np.asarray(context, dtype=np.float64)[:len(BAR_FEATURES)]
-    parts = [f"{name} {peers[BAR_FEATURES.index(name)]:+.1f} sigma" for name in explanation.features
-             if name in BAR_FEATURES and np.isfinite(peers[BAR_FEATURES.index(name)])]
+    peers = dict(zip(BAR_FEATURES, np.asarray(context, dtype=np.float64).tolist(), strict=False))
+    parts = [f"{name} {peers[name]:+.1f} sigma" for name in explanation.features
+             if name in peers and np.isfinite(peers[name])]
     if not parts:
         return explanation
     return replace(explanation, text=f"{explanation.text}; other symbols at this time (median): {', '.join(parts)}")

@@ -50,6 +50,7 @@ shared, so clones (one per symbol group, per stream) share one fit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
@@ -311,10 +312,8 @@ def trained(training: Training) -> Ensemble:
         model = _CACHE.get(training)
     if model is not None:
         return model
-    if to_fit(training):
-        with _FIT_LOCK:
-            members = [_member(t) for t in training.member_settings()]
-    else:  # all stored: loaded at once, even while another ensemble is fitting
+    # all stored: loaded at once, even while another ensemble is fitting
+    with _FIT_LOCK if to_fit(training) else contextlib.nullcontext():
         members = [_member(t) for t in training.member_settings()]
     with _LOCK:
         return _CACHE.setdefault(training, Ensemble(members))

@@ -32,9 +32,9 @@ class FlatTrees:
         nodes = [p.nodes for (p,) in model._predictors]
         if any(n["is_categorical"].any() for n in nodes):
             raise ValueError("FlatTrees does not take categorical splits")
-        sizes = [n.size for n in nodes]
-        offsets = np.cumsum([0, *sizes[:-1]]) if nodes else np.zeros(0, dtype=np.int64)
-        flat = np.concatenate(nodes) if nodes else np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE)
+        sizes = np.array([n.size for n in nodes], dtype=np.int64)
+        offsets = np.cumsum(sizes) - sizes  # each tree's root in the flat arrays
+        flat = np.concatenate([np.zeros(0, dtype=PREDICTOR_RECORD_DTYPE), *nodes])
         shift = np.repeat(offsets, sizes)
         self.n_features = int(model.n_features_in_)
         self.feature = flat["feature_idx"].astype(np.int64)
@@ -45,7 +45,7 @@ class FlatTrees:
         self.left = flat["left"].astype(np.int64) + shift
         self.right = flat["right"].astype(np.int64) + shift
         self.value = flat["value"].astype(np.float64)
-        self.roots = offsets.astype(np.int64)
+        self.roots = offsets
         self.baseline = float(np.asarray(model._baseline_prediction).reshape(-1)[0])
 
     def raw(self, x: FloatArray) -> FloatArray:
