@@ -8,6 +8,7 @@ import pytest
 
 from tests.conftest import shared_file
 from tickwise.anomaly import make_bands, make_detector, make_model
+from tickwise.anomaly.detector import Detector
 from tickwise.anomaly.evaluate import evaluate
 from tickwise.anomaly.learned import Training, trained
 from tickwise.anomaly.market import WIDTH, loo_median, market_context, score_together
@@ -77,6 +78,20 @@ def test_live_steps_with_peers_equal_the_batch_scored_together(market):
     # with peers the scores are not those of each series alone
     alone = make_detector("classifier").score(frames[0]).score
     assert not np.allclose(alone, batch[0].score, equal_nan=True)
+
+
+def test_scoring_together_computes_each_series_features_once(market, monkeypatch):
+    frames = [f.head(300) for f in market]
+    want = [make_detector("classifier").score(f, context=c).score for f, c in
+            zip(frames, [s.context for s in score_together([make_detector("classifier") for _ in frames], frames)],
+                strict=True)]
+    calls = []
+    real = Detector.features
+    monkeypatch.setattr(Detector, "features", lambda self, data: calls.append(data.height) or real(self, data))
+    got = score_together([make_detector("classifier") for _ in frames], frames)
+    assert calls == [300, 300, 300]  # once per series: the context and the score share them
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g.score, w)
 
 
 def test_with_the_market_off_live_steps_score_each_series_alone(market):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import polars as pl
 
-from tickwise.anomaly.bands import BandBank, Bands, band_zscores
+from tickwise.anomaly.bands import BandBank, BandOutput, Bands, band_zscores
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.explain import Explanation, describe, with_market
 from tickwise.anomaly.features import RANGE_FLOOR, FeatureSpec
@@ -214,7 +214,7 @@ class Detector:
             return self.spec.fields_from_frame(data)
         return {k: np.asarray(data[k], dtype=np.float64) for k in self.spec.columns}
 
-    def features(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> tuple[FloatArray, object]:
+    def features(self, data: pl.DataFrame | Mapping[str, FloatArray]) -> tuple[FloatArray, BandOutput]:
         """Features as explanations quote them (`shown`) and their bands (z, centre, scale,
         ready) of a whole series."""
         raw = self.spec.batch(self._fields(data))
@@ -243,11 +243,13 @@ class Detector:
             self._since = 0
         return self
 
-    def score(self, data: pl.DataFrame | Mapping[str, FloatArray], *, context: FloatArray | None = None) -> Scores:
+    def score(self, data: pl.DataFrame | Mapping[str, FloatArray], *, context: FloatArray | None = None,
+              features: tuple[FloatArray, BandOutput] | None = None) -> Scores:
         """Score every row as the streaming form would, walk-forward, without changing self.
         ``context``: the market context of every row (`tickwise.anomaly.market.score_together`
-        computes it from other series), for a model that reads it; None scores the series alone."""
-        raw, out = self.features(data)
+        computes it from other series), for a model that reads it; None scores the series alone.
+        ``features``: ``self.features(data)`` where the caller has computed it already."""
+        raw, out = self.features(data) if features is None else features
         if context is not None and context.shape[0] != raw.shape[0]:
             raise ValueError(f"one context row per bar: {context.shape[0]} rows for {raw.shape[0]} bars")
         context = context if uses_context(self.model) else None

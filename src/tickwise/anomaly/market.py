@@ -26,6 +26,7 @@ from tickwise.anomaly.features import BAR_FEATURES
 if TYPE_CHECKING:
     import polars as pl
 
+    from tickwise.anomaly.bands import BandOutput
     from tickwise.anomaly.detector import Detector, Scores
 
 FloatArray = np.ndarray
@@ -135,12 +136,13 @@ def score_together(detectors: Sequence[Detector], frames: Sequence[pl.DataFrame]
         raise ValueError(f"one detector per series: {len(detectors)} detectors, {len(frames)} series")
     needs = [uses_context(d.model) and "ts" in f.columns for d, f in zip(detectors, frames, strict=True)]
     ctx: list[FloatArray | None] = [None] * len(frames)
+    feats: list[tuple[FloatArray, BandOutput] | None] = [None] * len(frames)
     if sum(needs) > 1:
         parts = []
-        for d, f, need in zip(detectors, frames, needs, strict=True):
+        for i, (d, f, need) in enumerate(zip(detectors, frames, needs, strict=True)):
             if need:
-                _, bands = d.features(f)
+                feats[i] = _, bands = d.features(f)  # once: the context and the score both read it
                 parts.append((bands.z, bands.ready, f["ts"].dt.epoch("ns").to_numpy()))
         it = iter(contexts(parts))
         ctx = [next(it) if need else None for need in needs]
-    return [d.score(f, context=c) for d, f, c in zip(detectors, frames, ctx, strict=True)]
+    return [d.score(f, context=c, features=x) for d, f, c, x in zip(detectors, frames, ctx, feats, strict=True)]
