@@ -14,4 +14,9 @@ if [ "$extra" = "dev" ]; then
   .venv/bin/python -m pip install -q -e ".[dev]"
 else
   .venv/bin/python -m pip install -q -e .
+  # fit the anomaly classifier once per machine now, so `tickwise up` scores with it from its
+  # first bar (about a minute; skipped with TICKWISE_MODEL_CACHE=off, where nothing is kept)
+  if [ "${TICKWISE_MODEL_CACHE:-}" != "off" ]; then
+    .venv/bin/tickwise prepare
+  fi
 fi

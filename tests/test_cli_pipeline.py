@@ -92,6 +92,8 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
          "setting TICKWISE_ANOMALY_MARKET is invalid: must be 'on' or 'off', was 'maybe'"),
         (["detect", "--data", str(FIXTURES / "ibm.us.txt"), "--out", "o.csv", "--cross-section", "both"], {},
          "--cross-section must be on or off, was 'both'"),
+        (["prepare"], {"TICKWISE_MODEL_CACHE": "/dev/null/models"},
+         "model cache /dev/null/models (TICKWISE_MODEL_CACHE) cannot be written: Not a directory"),
     ],
 )
 def test_cli_bad_input_gives_one_line_error_not_traceback(tmp_path: Path, args, env, message) -> None:

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tests.conftest import shared_file
 from tickwise.cli import app
-from tickwise.exceptions import InputError
+from tickwise.exceptions import InputError, TickwiseError
 
 
 def test_detect_value_csv_one_row_per_input_and_flags_spike(tmp_path):
@@ -151,3 +151,28 @@ def test_detect_cross_section_off_scores_each_symbol_of_a_file_alone(tmp_path):
     assert alone.height == off.height == on.height == 500
     np.testing.assert_array_equal(off["score"].to_numpy(), alone["score"].to_numpy())
     assert not np.allclose(on["score"].to_numpy(), alone["score"].to_numpy(), equal_nan=True)
+
+
+def test_prepare_fits_the_shipped_classifier_once_then_says_it_is_stored():
+    from tickwise.anomaly.learned import Training, to_fit
+    from tickwise.anomaly.modelcache import cache_dir
+
+    first = CliRunner().invoke(app, ["prepare"])  # fits what this test session has not stored yet
+    assert first.exit_code == 0, first.output
+    assert to_fit(Training()) == 0 and to_fit(Training(market=True)) == 0
+    assert first.output.strip().splitlines()[-1].startswith(f"classifier: 8 models ready in {cache_dir()} (")
+    again = CliRunner().invoke(app, ["prepare"])
+    assert again.exit_code == 0
+    assert again.output.strip() == f"classifier: 8 models ready in {cache_dir()} (all stored already)"
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["prepare", "--market", "maybe"], {}, "--market must be on or off, was 'maybe'"),
+    (["prepare"], {"TICKWISE_MODEL_CACHE": "off"}, "TICKWISE_MODEL_CACHE=off: a fitted model would not be kept"),
+])
+def test_prepare_bad_input_is_one_clear_error(args, env, message, monkeypatch):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, TickwiseError) and message in str(result.exception)
+    assert result.output == ""

@@ -17,6 +17,7 @@ import pytest
 
 from tickwise.anomaly import learned
 from tickwise.anomaly.modelcache import ENV, STALE_S, cache_dir, cached, stored
+from tickwise.exceptions import ConfigError
 
 
 @pytest.fixture
@@ -285,3 +286,52 @@ def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores
         np.testing.assert_allclose([r.score for r in late], [r.score for r in never_waited])
     finally:
         _forget(training)
+
+
+def test_prepare_fits_and_stores_only_the_members_not_stored(folder: Path):
+    training = learned.Training(members=2, copies=1, max_iter=10, seed=11, exclude=("GOOG", "IBM", "MSFT"))
+    _forget(training)
+    said: list[str] = []
+    try:
+        assert learned.prepare([training], said.append) == 2
+        assert learned.to_fit(training) == 0 and len(list(folder.glob("classifier-*.pkl"))) == 2
+        assert said[0].startswith("classifier: fitting 2 of 2 models")
+        assert [m.split(": ", 1)[1].split(" ready")[0] for m in said[1:]] == ["model 1/2", "model 2/2"]
+        second = training.member_settings()[1]
+        (folder / f"classifier-{learned._cache_key(second)}.pkl").unlink()
+        _forget(training)  # a new process: one member stored, one not
+        said.clear()
+        assert learned.prepare([training], said.append) == 1
+        assert said[0].startswith("classifier: fitting 1 of 2") and "model 2/2 ready" in said[1]
+        said.clear()
+        assert learned.prepare([training], said.append) == 0 and said == []
+    finally:
+        _forget(training)
+
+
+def test_prepare_stores_a_member_this_process_fitted_with_the_cache_off(folder: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    training = learned.Training(members=1, copies=1, max_iter=10, seed=12, exclude=("GOOG", "IBM", "MSFT"))
+    _forget(training)
+    try:
+        with monkeypatch.context() as m:
+            m.setenv(ENV, "off")
+            fitted = learned.trained(training).members[0]
+        monkeypatch.setattr(learned, "_fit", lambda t: pytest.fail("refitted a member this process has"))
+        assert learned.prepare([training], lambda _: None) == 1
+        assert stored("classifier", learned._cache_key(training))
+        assert learned._FITS[training] is fitted
+    finally:
+        _forget(training)
+
+
+@pytest.mark.parametrize("where", ["off", "under-a-file"])
+def test_prepare_fails_before_fitting_when_nothing_could_be_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 where: str):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv(ENV, "off" if where == "off" else str(blocker / "models"))
+    monkeypatch.setattr(learned, "_fit", lambda t: pytest.fail("fitted although nothing could be kept"))
+    message = "=off: a fitted model would not be kept" if where == "off" else "cannot be written: Not a directory"
+    with pytest.raises(ConfigError, match=message):
+        learned.prepare([learned.Training(members=1, seed=13)], lambda _: None)

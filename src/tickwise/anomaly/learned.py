@@ -54,7 +54,8 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -67,10 +68,10 @@ from tickwise.anomaly.bands import BandBank
 from tickwise.anomaly.detector import windows_of
 from tickwise.anomaly.features import BAR_FEATURES, FeatureSpec
 from tickwise.anomaly.inject import KINDS, inject
-from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored
+from tickwise.anomaly.modelcache import ENV, cache_dir, cached, fingerprint, stored, unwritable
 from tickwise.anomaly.transient import TransientModel
 from tickwise.anomaly.trees import FlatTrees
-from tickwise.exceptions import InputError
+from tickwise.exceptions import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,8 @@ def first_use_note(training: Training, *, market: bool = False) -> str | None:
     if not n:
         return None
     where = cache_dir()
-    kept = f"kept in {where} for next time" if where is not None else f"not kept: {ENV}=off"
+    kept = (f"kept in {where} for next time; `tickwise prepare` fits them ahead" if where is not None
+            else f"not kept: {ENV}=off")
     return (f"training the classifier: {n} model(s) on the shipped bars, about 10 s each "
             f"(once per machine; {kept})")
 
@@ -328,6 +330,46 @@ def _member(t: Training) -> object:
         with _LOCK:
             fit = _FITS.setdefault(t, fit)
     return fit
+
+
+def prepare(trainings: Sequence[Training], report: Callable[[str], None]) -> int:
+    """Fit every member of ``trainings`` that the model cache does not hold yet and store it
+    there, one at a time, telling ``report`` of each; returns how many were fitted. Run once
+    on a machine before the live stage (`tickwise prepare`): it then scores with the
+    classifier from its first bar instead of after a background fit of a minute or more.
+
+    Raises `ConfigError` when the cache is off or cannot be written (checked before fitting).
+    """
+    folder = cache_dir()
+    if folder is None:
+        raise ConfigError(f"{ENV}=off: a fitted model would not be kept; unset it or name a folder")
+    problem = unwritable(folder)
+    if problem is not None:
+        raise ConfigError(f"model cache {folder} ({ENV}) cannot be written: {problem}")
+    missing = sum(to_fit(t) for t in trainings)
+    if missing:
+        report(f"classifier: fitting {missing} of {sum(t.members for t in trainings)} models on the shipped "
+               "bars, about 10 s each (once per machine)")
+    fitted = 0
+    for training in trainings:
+        which = "bars with a market context" if training.market else "bars alone"
+        members = training.member_settings()
+        for k, t in enumerate(members, 1):
+            key = _cache_key(t)
+            if stored("classifier", key):
+                continue
+            start = time.perf_counter()
+            with _FIT_LOCK:  # another process fitting it: `cached` waits for that one and loads it
+                with _LOCK:
+                    done = _FITS.get(t)  # fitted in this process already (with the cache off, say): store that
+                fit = cached("classifier", key, functools.partial(_fit, t) if done is None else lambda d=done: d)
+                with _LOCK:
+                    _FITS.setdefault(t, fit)
+            if not stored("classifier", key):
+                raise ConfigError(f"model cache {folder} ({ENV}): a fitted model could not be stored there")
+            fitted += 1
+            report(f"classifier ({which}): model {k}/{len(members)} ready in {time.perf_counter() - start:.1f} s")
+    return fitted
 
 
 def _fit_quietly(training: Training) -> None:

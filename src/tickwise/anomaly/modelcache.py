@@ -85,6 +85,24 @@ def fingerprint(parts: Iterable[str | bytes]) -> str:
     return h.hexdigest()[:32]
 
 
+def unwritable(folder: Path) -> str | None:
+    """Why models cannot be stored in ``folder`` (created if missing), or None when they can.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> unwritable(Path(tempfile.mkdtemp())) is None
+    True
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def stored(name: str, key: str) -> bool:
     """Whether a model is stored under ``name-key`` (so `cached` will not fit it)."""
     folder = cache_dir()

@@ -1,4 +1,4 @@
-"""Commands of the anomaly area: detect, anomalies, evaluate-anomaly."""
+"""Commands of the anomaly area: detect, anomalies, evaluate-anomaly, prepare."""
 
 from __future__ import annotations
 
@@ -179,6 +179,27 @@ def register(app: typer.Typer) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         result.write_csv(out)
         typer.echo(f"scored {result.height} rows with {detector}: {flagged} anomalies -> {out}")
+
+    @app.command("prepare")
+    def prepare(
+        market: Annotated[str, typer.Option(
+            "--market", help="on: also the models for bars with other symbols of the same time (as `up` uses them)")] = "on",
+    ) -> None:
+        """Fit the anomaly classifier into the model cache now (once per machine), so that `up`,
+        `worker` and `detect` score with it from their first bar."""
+        import time
+
+        from tickwise.anomaly.learned import Training, prepare
+        from tickwise.anomaly.modelcache import cache_dir
+
+        if market not in ("on", "off"):
+            raise InputError(f"--market must be on or off, was {market!r}")
+        trainings = [Training(market=True), Training()] if market == "on" else [Training()]
+        total = sum(t.members for t in trainings)
+        start = time.perf_counter()
+        fitted = prepare(trainings, typer.echo)
+        took = f"{fitted} fitted in {time.perf_counter() - start:.0f} s" if fitted else "all stored already"
+        typer.echo(f"classifier: {total} models ready in {cache_dir()} ({took})")
 
     @app.command("anomalies")
     def anomalies(
