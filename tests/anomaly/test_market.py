@@ -80,6 +80,30 @@ def test_live_steps_with_peers_equal_the_batch_scored_together(market):
     assert not np.allclose(alone, batch[0].score, equal_nan=True)
 
 
+def test_a_bar_time_split_over_steps_gives_later_bars_the_peers_stepped_before_them(market):
+    """On a shared bus one bar time's bars come in several batches: GOOG and MSFT in one step,
+    the S&P 500 in the next. The S&P 500 still reads both as its market (its scores are those
+    of the three scored together); GOOG and MSFT, stepped before it, read each other."""
+    frames = [f.head(400) for f in market]
+    det = MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"))
+    live = [np.full(400, np.nan) for _ in frames]
+    for t in range(400):
+        ts = np.array([f["ts"].dt.epoch("ns")[t] for f in frames])
+        for part in ([0, 1], [2]):
+            fields = {k: np.array([float(frames[i][k][t]) for i in part]) for k in FIELDS}
+            res = det.step([str(i) for i in part], fields, ts=ts[part])
+            for j, i in enumerate(part):
+                live[i][t] = res.score[j]
+    together = score_together([make_detector("classifier") for _ in frames], frames)
+    np.testing.assert_allclose(live[2], together[2].score, rtol=1e-9, equal_nan=True)
+    pair = score_together([make_detector("classifier") for _ in frames[:2]], frames[:2])
+    for i in (0, 1):
+        np.testing.assert_allclose(live[i], pair[i].score, rtol=1e-9, equal_nan=True)
+    alone = make_detector("classifier").score(frames[2]).score
+    assert not np.allclose(live[2], alone, equal_nan=True)  # before: the S&P 500 was scored alone
+    assert len(det._peers) <= 16  # only the newest bar times are remembered
+
+
 def test_scoring_together_computes_each_series_features_once(market, monkeypatch):
     frames = [f.head(300) for f in market]
     want = [make_detector("classifier").score(f, context=c).score for f, c in

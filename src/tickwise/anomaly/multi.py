@@ -28,6 +28,9 @@ from tickwise.anomaly.seasonal import Seasonality, SeasonBank
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
 
 FloatArray = np.ndarray
+#: Bar times whose bars stay peers of bars of the same time that come in a later step (on a
+#: shared bus one bar time's bars arrive in several batches).
+PEER_TIMES = 16
 
 
 @dataclass(slots=True)
@@ -84,6 +87,8 @@ class MultiSymbolDetector:
         self.fits = 0
         self._config: str | None = None
         self._fit_data: FloatArray | None = None  # the windows of the last fit (`export_model_state`)
+        #: bar time -> (rows, z) of its ready bars stepped so far (`_context`)
+        self._peers: dict[int, tuple[np.ndarray, FloatArray]] = {}
 
     def _grow(self, rows: np.ndarray) -> None:
         need = int(rows.max()) + 1 if rows.size else 0
@@ -339,11 +344,38 @@ class MultiSymbolDetector:
 
     def _context(self, p: _Prepared, ts: FloatArray | None) -> FloatArray | None:
         """The step's market context, for a model that reads it: the other symbols' bars of the
-        same ``ts`` (all of the step's without ``ts``) are each bar's peers."""
+        same ``ts`` (all of the step's without ``ts``) are each bar's peers, those of this step
+        and those of earlier steps (a bar time's bars may come in several steps: a symbol's bar
+        then has the peers that came before it, and the ones after it have it). Remembers this
+        step's ready bars for the steps after it (the newest `PEER_TIMES` bar times)."""
         if not (self.market and uses_context(self.model)):
             return None
-        groups = np.zeros(p.rows.size, dtype=np.int64) if ts is None else np.asarray(ts, dtype=np.int64)
-        return market_context(p.windows[:, -1], groups, p.ready)
+        z = p.windows[:, -1]
+        if ts is None:
+            return market_context(z, np.zeros(p.rows.size, dtype=np.int64), p.ready)
+        ts = np.asarray(ts, dtype=np.int64)
+        times = np.unique(ts).tolist()
+        earlier = []  # (bar time, rows, z) of earlier steps' bars of this step's bar times, not of its symbols
+        for t in times:
+            if t in self._peers:
+                rows, zs = self._peers[t]
+                other = ~np.isin(rows, p.rows)
+                earlier.append((t, rows[other], zs[other]))
+        if any(e[1].size for e in earlier):
+            ctx = market_context(np.vstack([z, *(e[2] for e in earlier)]),
+                                 np.concatenate([ts, *(np.full(e[1].size, e[0], dtype=np.int64) for e in earlier)]),
+                                 np.concatenate([p.ready, np.ones(sum(e[1].size for e in earlier), dtype=bool)])
+                                 )[:p.rows.size]
+        else:
+            ctx = market_context(z, ts, p.ready)
+        kept = {t: (rows, zs) for t, rows, zs in earlier}
+        for t in times:
+            mine = p.ready & (ts == t)
+            rows, zs = kept.get(t, (np.empty(0, dtype=p.rows.dtype), np.empty((0, z.shape[1]))))
+            self._peers[t] = (np.concatenate([rows, p.rows[mine]]), np.vstack([zs, z[mine]]))
+        for t in sorted(self._peers)[:-PEER_TIMES]:
+            del self._peers[t]
+        return ctx
 
     def _score(self, windows: FloatArray, context: FloatArray | None) -> FloatArray:
         if context is None:
