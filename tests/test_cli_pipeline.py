@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ def test_cli_up_runs_the_simulator_for_a_few_seconds_and_stores_bars(tmp_path: P
     out = tw(["up", "--duration", "4", "--no-serve"], tmp_path, TICKWISE_TICK_RATE="2000")
     assert out.returncode == 0, out.stderr
     assert "ticks →" in out.stdout and "dead letters" in out.stdout
+    # the summary counts what the analytics stages wrote, as the warehouse holds it
+    said = re.search(r"signals ([\d,]+), forecasts ([\d,]+), anomalies ([\d,]+);", out.stdout)
+    assert said, out.stdout
+    counts = tw(["query", "SELECT (SELECT count(*) FROM signals) AS s, (SELECT count(*) FROM forecasts) AS f, "
+                 "(SELECT count(*) FROM anomalies) AS a", "--format", "json"], tmp_path)
+    stored = json.loads(counts.stdout)[0]
+    assert [int(n.replace(",", "")) for n in said.groups()] == [stored["s"], stored["f"], stored["a"]]
+    assert stored["s"] > 0
     q = tw(["query", "SELECT timeframe, sum(trades) AS n FROM bars GROUP BY 1 ORDER BY 1", "--format", "json"],
            tmp_path)
     assert q.returncode == 0, q.stderr

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -41,6 +41,18 @@ class Summary:
     bars: int
     deadletters: int
     seconds: float
+    #: rows the analytics stages wrote per table (signals, forecasts, anomalies), in stage order
+    outputs: dict[str, int] = field(default_factory=dict)
+
+    def results(self) -> str:
+        """The stages' rows as words, e.g. ``signals 40, forecasts 20, anomalies 0`` (empty without stages).
+
+        Examples
+        --------
+        >>> Summary(0, 0, 0, 0, 0.0, {"signals": 1200, "anomalies": 0}).results()
+        'signals 1,200, anomalies 0'
+        """
+        return ", ".join(f"{name} {n:,}" for name, n in self.outputs.items())
 
 
 def make_source(settings: Settings, source: str, stop: threading.Event, *, speed: float = 0.0,
@@ -212,8 +224,12 @@ class Runtime:
         if self.supervisor.failures or skipped:
             raise BackendError(f"part of the pipeline stopped or failed during the run "
                                f"({'; '.join([*self.supervisor.failures, *skipped])}); the rest ran to the end")
+        outputs: dict[str, int] = {}
+        for r in self.stage_runners:
+            for name, n in r.rows_written.items():
+                outputs[name] = outputs.get(name, 0) + n
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
-                       self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started)
+                       self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started, outputs)
 
     def stopped_parts(self) -> list[str]:
         """The parts of this run that stopped with an error, and the stages whose latest batch

@@ -100,6 +100,7 @@ class AnomalyStage:
     """
 
     name = "anomaly"
+    outputs = (ANOMALIES.name,)
 
     def __init__(self, *, timeframes: Sequence[str], detectors: Sequence[str] = ("zscore",),
                  rules: Sequence[AlertRule] | None = None, notifiers: Sequence[Notifier] | None = None,

@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
             runtime.close()
         typer.echo(
             f"{summary.ticks_processed:,} ticks → {summary.bars:,} bars in {summary.seconds:.1f} s; "
-            f"{summary.deadletters:,} dead letters; warehouse {settings.warehouse_url}"
+            f"{summary.deadletters:,} dead letters; "
+            + (f"{summary.results()}; " if summary.outputs else "") + f"warehouse {settings.warehouse_url}"
         )
 
     @app.command()

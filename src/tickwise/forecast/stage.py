@@ -122,6 +122,7 @@ class ForecastStage:
     """
 
     name = "forecast"
+    outputs = (SIGNALS_TABLE.name, FORECASTS_TABLE.name)
 
     def __init__(self, config: ForecastConfig | None = None, *, lstm: LSTMForecaster | None = None,
                  history: History | None = None) -> None:

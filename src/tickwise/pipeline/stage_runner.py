@@ -62,6 +62,8 @@ class StageRunner:
         self.failing = 0
         self.last_error = ""
         self.bars_seen = 0
+        #: rows committed to each table the stage says it writes (its ``outputs``), for a run's summary
+        self.rows_written: dict[str, int] = dict.fromkeys(getattr(stage, "outputs", ()), 0)
         #: seconds between lease renewals, in `run` and through `keepalive` (well under a lease)
         self.renew_every_s = 1.0
         self._reclaimed: list[Message] = []
@@ -124,6 +126,9 @@ class StageRunner:
                 out = StageOutput()
             if out.tables:
                 self.warehouse.commit({name: df.to_arrow() for name, df in out.tables.items()})
+                for name, df in out.tables.items():
+                    if name in self.rows_written:
+                        self.rows_written[name] += df.height
             for topic, payloads in out.topics.items():
                 if payloads:
                     self.bus.publish(topic, payloads)

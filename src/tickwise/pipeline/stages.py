@@ -48,6 +48,7 @@ class BarStage(Protocol):
     name: str
     #: timeframes whose closed bars it receives, e.g. ``("1m",)``
     timeframes: tuple[str, ...]
+    #: (optional) the tables of its results, which a run's summary counts, e.g. ``("signals",)``
 
     def on_bars(self, bars: pl.DataFrame) -> StageOutput:
         """Process closed bars (several symbols, oldest first per symbol)."""

@@ -54,6 +54,7 @@ class SmaCrossStage:
                  history: History | None = None) -> None:
         self.params = params or SmaCrossParams()
         self.name = f"signals.{RULE}"
+        self.outputs = (SIGNALS_TABLE.name,)
         self.timeframes = tuple(timeframes)
         self.history = history
         self.states: dict[tuple[str, str], SmaCross] = {}
