@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import shared_file
+from tests.conftest import FIXTURES, shared_file
 from tickwise.cli import app
-from tickwise.exceptions import InputError, TickwiseError
+from tickwise.exceptions import DataError, InputError, TickwiseError
 
 
 def test_detect_value_csv_one_row_per_input_and_flags_spike(tmp_path):
@@ -176,3 +176,39 @@ def test_prepare_bad_input_is_one_clear_error(args, env, message, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, TickwiseError) and message in str(result.exception)
     assert result.output == ""
+
+
+def test_detect_bar_rows_that_are_not_bars_are_set_aside_with_their_reason(tmp_path):
+    lines = (FIXTURES / "ibm.us.txt").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    cols = rows[50].split(",")
+    cols[4] = "-1"  # a negative close
+    rows[50] = ",".join(cols)
+    rows.insert(80, rows[79])  # a duplicate bar
+    src = tmp_path / "ibm.us.txt"
+    src.write_text("\n".join([header, *rows]) + "\n")
+    out = tmp_path / "scores.csv"
+    (tmp_path / "scores.rejected.csv").write_text("reason,payload\nstale,{}\n")  # an earlier run's
+    result = CliRunner().invoke(app, ["detect", "--data", str(src), "--detector", "zscore", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(out).height == 99  # 101 rows in, two not bars
+    aside = pl.read_csv(tmp_path / "scores.rejected.csv")
+    assert sorted(aside["reason"].to_list()) == ["bad_price", "duplicate"]
+    assert "-1" in aside.filter(pl.col("reason") == "bad_price")["payload"][0]
+    assert "2 input rows are not bars and were not scored" in result.output
+    clean = CliRunner().invoke(app, ["detect", "--data", str(FIXTURES / "ibm.us.txt"), "--detector", "zscore",
+                                     "--out", str(out)])
+    assert clean.exit_code == 0 and not (tmp_path / "scores.rejected.csv").exists()
+    assert "not scored" not in clean.output
+
+
+@pytest.mark.parametrize(("value", "what"), [("nan", "'nan'"), ("inf", "'inf'"), ("", "None")])
+def test_detect_value_that_is_not_a_finite_number_names_its_line(tmp_path, value, what):
+    src = tmp_path / "cpu.csv"
+    src.write_text("timestamp,cpu\n" + "".join(
+        f"2026-01-01T00:{i // 60:02d}:{i % 60:02d},{value if i == 70 else i % 7}\n" for i in range(300)))
+    result = CliRunner().invoke(app, ["detect", "--data", str(src), "--out", str(tmp_path / "o.csv")])
+    assert isinstance(result.exception, DataError), result.output
+    message = str(result.exception)
+    assert "column 'cpu' must hold finite numbers" in message and "line 72 (timestamp 2026-01-01T00:01:10)" in message
+    assert what in message and not (tmp_path / "o.csv").exists()

@@ -32,15 +32,28 @@ def _read_values(path: Path, column: str | None) -> tuple[Any, Any, list[str]]:
             raise InputError(f"--column must be a column of {path.name} ({', '.join(frame.columns)}), was {column!r}")
         columns = [column]
     else:
-        columns = [c for c in frame.columns if c != time_col and frame[c].dtype.is_numeric()]
+        # numeric columns, and text columns whose every value reads as a number ("nan" and "inf" included)
+        columns = [c for c in frame.columns if c != time_col and (frame[c].dtype.is_numeric() or (
+            frame[c].dtype == pl.Utf8 and frame[c].cast(pl.Float64, strict=False).null_count() == frame[c].null_count()
+            and frame[c].null_count() < frame.height))]
     if not columns:
         raise InputError(f"{path}: expected at least one numeric value column, was none in {frame.columns}")
     for c in columns:
+        text = frame[c].cast(pl.Utf8)
         frame = frame.with_columns(pl.col(c).cast(pl.Float64, strict=False))
-        bad = frame[c].null_count()
-        if bad:
-            raise DataError(f"{path}: column {c!r} must be numeric, was {bad} empty or non-numeric values")
+        bad = (~frame[c].is_finite()).fill_null(True)
+        if bad.any():
+            first = int(bad.arg_max() or 0)
+            raise DataError(
+                f"{path}: column {c!r} must hold finite numbers, was {int(bad.sum())} empty, non-numeric, NaN or "
+                f"infinite values, the first on line {first + 2} ({time_col or 'time'} {frame[time_col][first]}): "
+                f"{text[first]!r}; fill or drop them first")
     return frame[time_col].cast(pl.Utf8), frame, columns
+
+
+def _reasons(rejected: Any) -> str:
+    """``duplicate 3, bad_price 1``: rejected rows counted by reason, most first."""
+    return ", ".join(f"{r} {n}" for r, n in rejected["reason"].value_counts(sort=True).iter_rows())
 
 
 def _is_bars(path: Path) -> bool:
@@ -121,10 +134,12 @@ def register(app: typer.Typer) -> None:
         except ValueError as exc:
             raise InputError(f"--false-alarm-rate: {exc}") from None
         parts: list[tuple[str | None, Any, Any, FeatureSpec]] = []
+        rejected = None
         if _is_bars(data) and column is None:
-            from tickwise.sources.files import read_bars
+            from tickwise.sources.files import read_bar_file
 
-            bars = read_bars(data, tz=input_tz())
+            loaded = read_bar_file(data, tz=input_tz())
+            bars, rejected = loaded.bars, loaded.rejected
             if symbol is not None:
                 bars = bars.filter(pl.col("symbol") == symbol)
                 if bars.height == 0:
@@ -146,7 +161,9 @@ def register(app: typer.Typer) -> None:
         for _, _, frame, spec in parts:
             n = frame.height
             if n < 30:
-                raise DataError(f"{data.name}: need at least 30 rows to score, was {n}")
+                also = f"; {rejected.height} rows rejected ({_reasons(rejected)})" \
+                    if rejected is not None and rejected.height else ""
+                raise DataError(f"{data.name}: need at least 30 rows to score, was {n}{also}")
             schedule = Schedule(min_train=max(10, min(500, n // 3)), refit_every=1000, max_train=5000)
             try:
                 season = season_for(frame["ts"] if spec.kind == "bars" else None, time_of_day, tz=tz)
@@ -179,6 +196,14 @@ def register(app: typer.Typer) -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         result.write_csv(out)
         typer.echo(f"scored {result.height} rows with {detector}: {flagged} anomalies -> {out}")
+        aside = out.with_name(f"{out.stem}.rejected.csv")
+        aside.unlink(missing_ok=True)  # an earlier run's, which would read as this one's
+        if rejected is not None and rejected.height:
+            # rows that are not bars are not scored, and not dropped unsaid: they go beside the scores
+            rejected.write_csv(aside)
+            one = rejected.height == 1
+            typer.echo(f"{rejected.height} input {'row is not a bar and was' if one else 'rows are not bars and were'} "
+                       f"not scored ({_reasons(rejected)}): each with its reason in {aside}", err=True)
 
     @app.command("prepare")
     def prepare(

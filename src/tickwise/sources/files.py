@@ -307,12 +307,19 @@ def read_bars(path: str | Path, *, symbol: str | None = None, timeframe: str | N
     >>> read_bars(p)["symbol"].to_list()
     ['AAPL']
     """
+    return read_bar_file(path, symbol=symbol, timeframe=timeframe, tz=tz).bars
+
+
+def read_bar_file(path: str | Path, *, symbol: str | None = None, timeframe: str | None = None,
+                  tz: str = "UTC") -> BarFile:
+    """`load_bars` of a file that must hold bars, at least one of them valid: its valid bars and
+    the rows rejected, each with its reason (`InputError` otherwise)."""
     loaded = load_bars(path, symbol=symbol, timeframe=timeframe, tz=tz)
     if loaded.kind != "bars":
         raise InputError(f"{path}: expected bars (open, high, low, close), found a tick file")
     if loaded.bars.height == 0:
         raise InputError(f"{path}: no valid bars ({loaded.rejected.height} rows rejected)")
-    return loaded.bars
+    return loaded
 
 
 def read_ticks(path: str | Path, *, symbol: str | None = None, tz: str = "UTC") -> pl.DataFrame:
