@@ -212,3 +212,18 @@ def test_detect_value_that_is_not_a_finite_number_names_its_line(tmp_path, value
     message = str(result.exception)
     assert "column 'cpu' must hold finite numbers" in message and "line 72 (timestamp 2026-01-01T00:01:10)" in message
     assert what in message and not (tmp_path / "o.csv").exists()
+
+
+def test_evaluate_anomaly_says_which_series_are_too_short_and_fails_when_none_is_left(tmp_path):
+    short = FIXTURES / "ibm.us.txt"  # 100 bars: fewer than the warm-up alone
+    goog = shared_file("goog_daily_backtesting.csv")
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(short), "--data", str(goog), "--detectors",
+                                      "zscore", "--kinds", "volume_burst", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "left out, shorter than the 1100 bars an evaluation needs" in result.output
+    assert "ibm.us.txt IBM (100 bars)" in result.output
+    assert json.loads(out.read_text())["settings"]["series"] == 1
+    alone = CliRunner().invoke(app, ["evaluate-anomaly", "--data", str(short), "--detectors", "zscore"])
+    assert isinstance(alone.exception, DataError)
+    assert "no series to evaluate: each needs at least 1100 bars, was ibm.us.txt IBM (100 bars)" in str(alone.exception)

@@ -26,6 +26,11 @@ from tickwise.anomaly.inject import KINDS, Event, inject
 from tickwise.anomaly.market import score_together
 from tickwise.anomaly.threshold import tail_thresholds
 
+#: Bars of a series before the first injected event (the detectors' warm-up), and the fewest
+#: bars after them for a series to be evaluated at all (shorter series are left out).
+WARMUP = 800
+SCORED = 300
+
 
 @dataclass(slots=True)
 class Tally:
@@ -127,7 +132,7 @@ class Report:
 
 
 def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zscore", "ewma", "iforest", "autoencoder"),
-             kinds: Sequence[str] = KINDS, rate: float = 0.01, start: int = 800, q: float = 1e-3,
+             kinds: Sequence[str] = KINDS, rate: float = 0.01, start: int = WARMUP, q: float = 1e-3,
              tolerance: int = 1, seed: int | Sequence[int] = 7, schedule: Schedule | None = None,
              magnitude: tuple[float, float] = (6.0, 10.0), mixed: bool = True,
              per_kind: bool = True, options: dict[str, dict[str, object]] | None = None,
@@ -170,7 +175,7 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     for run in runs:
         label = run[0] if len(run) == 1 else "all"
         injected = [(k, *inject(s, kinds=run, rate=rate, start=start, seed=k + i, magnitude=magnitude))
-                    for k in seeds for i, s in enumerate(series) if s.height >= start + 300]
+                    for k in seeds for i, s in enumerate(series) if s.height >= start + SCORED]
         for name in detectors:
             tally = Tally(name, label)
             dets = []
@@ -198,6 +203,6 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
             rows.append(tally.row())
     settings = {"rate": rate, "start": start, "q": q, "tolerance": tolerance,
                 "seed": seeds[0] if len(seeds) == 1 else seeds,
-                "series": sum(s.height >= start + 300 for s in series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
+                "series": sum(s.height >= start + SCORED for s in series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
                 "options": options, "time_of_day": time_of_day, "tz": tz, "cross_section": cross_section}
     return Report(rows, settings)

@@ -292,8 +292,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Inject labelled anomalies into real series and report precision, recall, F1, delay."""
         from tickwise.anomaly import DETECTORS
-        from tickwise.anomaly.evaluate import evaluate
-        from tickwise.sources.files import read_bars
+        from tickwise.anomaly.evaluate import SCORED, WARMUP, evaluate
+        from tickwise.sources.files import read_bar_file
 
         names = [d.strip() for d in detectors.split(",") if d.strip()]
         for d in names:
@@ -337,17 +337,28 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"no bar files given and none found in {SHARED_DATA}")
         series = []
         seen: set[tuple[str, int, float]] = set()
+        short: list[str] = []
         for f in files:
-            bars = read_bars(f, tz=file_tz)
-            for (_sym,), part in bars.group_by(["symbol"], maintain_order=True):
+            loaded = read_bar_file(f, tz=file_tz)
+            if loaded.rejected.height:
+                typer.echo(f"{f.name}: {loaded.rejected.height} rows are not bars and are left out "
+                           f"({_reasons(loaded.rejected)})", err=True)
+            for (sym,), part in loaded.bars.group_by(["symbol"], maintain_order=True):
                 part = part.sort("ts")
                 sig = (str(part["ts"][0]), part.height, float(part["close"].sum()))
                 if sig in seen:
                     continue
                 seen.add(sig)
+                if part.height < WARMUP + SCORED:
+                    short.append(f"{f.name} {sym} ({part.height} bars)")
+                    continue
                 series.append(part)
+        if short and series:
+            typer.echo(f"left out, shorter than the {WARMUP + SCORED} bars an evaluation needs ({WARMUP} of "
+                       f"warm-up before the first injected event, {SCORED} after): {', '.join(short)}", err=True)
         if not series:
-            raise DataError("no series to evaluate")
+            raise DataError(f"no series to evaluate: each needs at least {WARMUP + SCORED} bars, was "
+                            f"{', '.join(short) or 'none'}")
         options: dict[str, dict[str, object]] = {"autoencoder": {"epochs": 10}} if quick else {}
         if "classifier" in names:
             from tickwise.anomaly.learned import Training, first_use_note, training_symbols
