@@ -214,6 +214,26 @@ def test_threshold_floor_and_xi_cap_bank_equals_batch_and_never_below_floor():
     assert np.nanmedian(got[0, 300:]) <= np.nanmedian(uncapped[300:]) + 1e-9
 
 
+def test_threshold_with_a_ceiling_flags_above_it_before_the_tail_is_known():
+    """The classifier's ceiling holds from a series' first score: a new symbol is not silent
+    for its first ``min_scores`` bars. Above the ceiling it flags and does not learn; the
+    bank and the batch form agree; without a ceiling nothing is flagged before the tail."""
+    rng = np.random.default_rng(5)
+    scores = rng.normal(0.0, 1.0, (2, 600))
+    scores[0, [10, 40]] = 7.0  # two sure windows among the first scores of symbol 0
+    settings = ThresholdSettings(q=1e-3, floor=4.5, ceiling=5.0, xi_max=0.1)
+    bank = ThresholdBank(settings, capacity=1)
+    got = np.array([bank.update(np.arange(2), scores[:, t]) for t in range(600)]).T
+    for r in range(2):
+        np.testing.assert_allclose(got[r], tail_thresholds(scores[r], settings, phase=r), rtol=1e-12)
+    assert (got[:, :settings.min_scores] == 5.0).all()
+    flagged = np.flatnonzero(scores[0] > got[0])
+    assert flagged.tolist() == [10, 40]
+    assert bank.count[0] == 598  # the two flagged scores were not learned
+    plain = tail_thresholds(scores[0], ThresholdSettings(q=1e-3))
+    assert np.isinf(plain[:200]).all() and not (scores[0, :200] > plain[:200]).any()
+
+
 def test_iforest_scores_beyond_training_range_rank_by_size(goog_bars):
     det = _detector("iforest").fit(goog_bars.head(1200))
     base = goog_bars.row(1300, named=True)
