@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from tests.conftest import shared_file
-from tickwise.anomaly import make_bands, make_detector, make_model
+from tickwise.anomaly import make_bands, make_detector, make_model, threshold_settings
 from tickwise.anomaly.detector import Detector
 from tickwise.anomaly.evaluate import evaluate
 from tickwise.anomaly.learned import Training, trained
@@ -102,6 +102,40 @@ def test_a_bar_time_split_over_steps_gives_later_bars_the_peers_stepped_before_t
     alone = make_detector("classifier").score(frames[2]).score
     assert not np.allclose(live[2], alone, equal_nan=True)  # before: the S&P 500 was scored alone
     assert len(det._peers) <= 16  # only the newest bar times are remembered
+
+
+def test_bars_stepped_while_the_classifier_was_not_ready_are_scored_when_it_is(market, monkeypatch):
+    """The classifier's first fit runs in the background: the bars that came meanwhile are
+    held and scored by the first step that can, with the same scores, thresholds and
+    explanations as a detector that never waited, their anomalies reported late."""
+    frames = [f.head(400) for f in market]
+    hits = list(range(60, 300, 40))
+    frames[0] = frames[0].with_columns(  # GOOG: a volume burst every 40th bar
+        pl.when(pl.int_range(pl.len()).is_in(hits)).then(pl.col("volume") * 20).otherwise(pl.col("volume"))
+        .alias("volume"))
+
+    def steps(det: MultiSymbolDetector, ready_from: int) -> list:
+        out = []
+        for t in range(frames[0].height):
+            monkeypatch.setattr(type(det.model), "ready_for", lambda self, context, t=t: t >= ready_from)
+            fields = {k: np.array([float(f[k][t]) for f in frames]) for k in FIELDS}
+            out.append(det.step(["GOOG", "MSFT", "SPX"], fields, ts=np.array([f["ts"].dt.epoch("ns")[t] for f in frames])))
+        return out
+
+    def engine() -> MultiSymbolDetector:
+        return MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"),
+                                   thresholds=threshold_settings("classifier"))
+
+    waited, ref = steps(engine(), 300), steps(engine(), 0)
+    assert all(np.isnan(r.score).all() for r in waited[:300])
+    found = [(s, int(frames[0]["ts"].dt.epoch("ns")[t]), float(r.score[i]), float(r.threshold[i]), r.explanations[i].text)
+             for t, r in enumerate(ref[:300]) for i, s in enumerate(r.symbols) if r.is_anomaly[i]]
+    assert len([f for f in found if f[0] == "GOOG"]) >= 5  # the bursts are found
+    late = waited[300].late
+    assert [(a.symbol, a.ts, a.score, a.threshold, a.explanation.text) for a in late] == found
+    for a, b in zip(waited[300:], ref[300:], strict=True):
+        np.testing.assert_array_equal(a.score, b.score)
+        np.testing.assert_array_equal(a.threshold, b.threshold)
 
 
 def test_scoring_together_computes_each_series_features_once(market, monkeypatch):

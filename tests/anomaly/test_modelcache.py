@@ -280,10 +280,17 @@ def test_live_engine_scores_nothing_until_the_background_fit_is_done_then_scores
             thread.join(timeout=120)
         late = [det.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields[40:], start=40)]
         assert np.isfinite(late[-1].score).all()
-        # the bars seen while waiting were learned: scores equal those of a detector that never waited
+        # the bars seen while waiting were learned, and scored when the fit came: scores and
+        # thresholds equal those of a detector that never waited, its early anomalies came late
         ref = engine()
-        never_waited = [ref.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields)][40:]
+        steps = [ref.step(["A", "B"], f, ts=ts(t)) for t, f in enumerate(fields)]
+        never_waited = steps[40:]
         np.testing.assert_allclose([r.score for r in late], [r.score for r in never_waited])
+        np.testing.assert_allclose([r.threshold for r in late], [r.threshold for r in never_waited])
+        early_found = [(s, float(r.score[i])) for t, r in enumerate(steps[:40])
+                       for i, s in enumerate(r.symbols) if r.is_anomaly[i]]
+        assert [(a.symbol, a.score) for a in late[0].late] == early_found
+        assert all(not r.late for r in late[1:])
     finally:
         _forget(training)
 

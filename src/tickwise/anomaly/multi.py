@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,7 +28,12 @@ from tickwise.anomaly.market import market_context, uses_context
 from tickwise.anomaly.seasonal import Seasonality, SeasonBank
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings
 
+log = logging.getLogger(__name__)
+
 FloatArray = np.ndarray
+#: Most bars a detector holds while its model cannot score yet (the classifier's first fit runs
+#: in the background) to score once it can; past it the oldest are scored by the others only.
+BACKLOG = 50_000
 #: Bar times whose bars stay peers of bars of the same time that come in a later step (on a
 #: shared bus one bar time's bars arrive in several batches).
 PEER_TIMES = 16
@@ -42,6 +48,33 @@ class StepResult:
     threshold: FloatArray
     is_anomaly: np.ndarray
     explanations: dict[int, Explanation]
+    #: anomalies among bars of earlier steps that waited for the model (`MultiSymbolDetector.step`)
+    late: list[LateAnomaly] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LateAnomaly:
+    """An anomaly found in a bar stepped while the model could not score yet, once it could."""
+
+    symbol: str
+    ts: int | None
+    score: float
+    threshold: float
+    explanation: Explanation | None
+
+
+@dataclass(slots=True)
+class _Held:
+    """The ready bars of one step that waited for the model: what scoring and explaining them needs."""
+
+    symbols: list[str]
+    rows: np.ndarray
+    windows: FloatArray
+    context: FloatArray | None
+    ts: np.ndarray | None
+    quoted: FloatArray
+    center: FloatArray
+    z: FloatArray
 
 
 class MultiSymbolDetector:
@@ -87,6 +120,8 @@ class MultiSymbolDetector:
         self.fits = 0
         self._config: str | None = None
         self._fit_data: FloatArray | None = None  # the windows of the last fit (`export_model_state`)
+        self._held: list[_Held] = []  # steps waiting for the model, oldest first
+        self._held_rows = 0
         #: bar time -> (rows, z) of its ready bars stepped so far (`_context`)
         self._peers: dict[int, tuple[np.ndarray, FloatArray]] = {}
 
@@ -103,14 +138,23 @@ class MultiSymbolDetector:
     def step(self, symbols: Sequence[str], fields: Mapping[str, FloatArray], *,
              explain: bool = True, ts: FloatArray | None = None) -> StepResult:
         """Score then learn one record per symbol (symbols must be distinct); ``ts`` (epoch
-        nanoseconds per symbol) is needed with a time-of-day profile."""
+        nanoseconds per symbol) is needed with a time-of-day profile.
+
+        A fitted model may not be able to score yet (the classifier's first fit runs in the
+        background): its bars are then learned and held, and the first step it can score scores
+        them first, oldest first, through the same thresholds (`StepResult.late`), so a fit that
+        comes late loses no bar (up to `BACKLOG` bars)."""
         p = self._prepare(symbols, fields, ts)
         context = self._context(p, ts)
+        late: list[LateAnomaly] = []
+        usable = self._usable(None if context is None else context[p.ready])
+        if self._held:
+            if usable and self._usable(self._held_context(self._held)):
+                late = self._score_held(explain)
+            else:
+                usable = False  # a symbol's scores go through its threshold in order: this step waits too
+        live = p.ready if usable else np.zeros(p.rows.size, dtype=bool)
         score = np.full(p.rows.size, np.nan)
-        # a model may need time before it can score (the classifier's first fit runs in the
-        # background): until then its scores stay empty and the bars are only learned
-        live = p.ready if self._usable(None if context is None else context[p.ready]) \
-            else np.zeros(p.rows.size, dtype=bool)
         if np.any(live):
             score[live] = self._score(p.windows[live], None if context is None else context[live])
         threshold = self.thresholds.update(p.rows, score)
@@ -118,17 +162,65 @@ class MultiSymbolDetector:
         explanations: dict[int, Explanation] = {}
         if explain and np.any(is_anomaly):
             idx = np.flatnonzero(is_anomaly)
-            contrib = self.model.attribute(p.windows[idx]) if context is None \
-                else self.model.attribute(p.windows[idx], context[idx])  # type: ignore[call-arg]
-            label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
             quoted = shown(self.spec.names, p.raw, p.feats)
-            for j, i in enumerate(idx.tolist()):
-                explanations[i] = with_market(with_reason(
-                    self.model, p.windows[i], describe(self.spec.names, contrib[j], quoted[i], p.center[i], p.z[i],
-                                                       window_label=label)), None if context is None else context[i])
+            found = self._explain(p.windows[idx], None if context is None else context[idx], quoted[idx],
+                                  p.center[idx], p.z[idx])
+            explanations = dict(zip(idx.tolist(), found, strict=True))
+        if not usable and self._fitted and np.any(p.ready):
+            self._hold(symbols, p, context, ts)
         if self._learn(p):
             self._fit()
-        return StepResult(list(symbols), score, threshold, is_anomaly, explanations)
+        return StepResult(list(symbols), score, threshold, is_anomaly, explanations, late)
+
+    def _explain(self, windows: FloatArray, context: FloatArray | None, quoted: FloatArray, center: FloatArray,
+                 z: FloatArray) -> list[Explanation]:
+        """Explanations of flagged windows (with their market context, quoted features, band centres and z)."""
+        contrib = self.model.attribute(windows) if context is None \
+            else self.model.attribute(windows, context)  # type: ignore[call-arg]
+        label = f"{self.bands.window}-bar" if self.bands.method == "rolling" else f"EWMA({self.bands.window})"
+        return [with_market(with_reason(self.model, windows[j], describe(
+            self.spec.names, contrib[j], quoted[j], center[j], z[j], window_label=label)),
+            None if context is None else context[j]) for j in range(windows.shape[0])]
+
+    def _hold(self, symbols: Sequence[str], p: _Prepared, context: FloatArray | None, ts: FloatArray | None) -> None:
+        """Keep a step's ready bars for the model to score when it can (the oldest go past `BACKLOG`)."""
+        r = p.ready
+        quoted = shown(self.spec.names, p.raw, p.feats)
+        self._held.append(_Held([s for s, ok in zip(symbols, r.tolist(), strict=True) if ok], p.rows[r],
+                                p.windows[r], None if context is None else context[r],
+                                None if ts is None else np.asarray(ts, dtype=np.int64)[r],
+                                quoted[r], p.center[r], p.z[r]))
+        self._held_rows += int(r.sum())
+        while self._held_rows > BACKLOG:
+            gone = self._held.pop(0)
+            self._held_rows -= gone.rows.size
+            log.warning("%s: the model is not ready yet; %d held bars dropped unscored by it (more than %d held)",
+                        self.name, gone.rows.size, BACKLOG)
+
+    @staticmethod
+    def _held_context(held: Sequence[_Held]) -> FloatArray | None:
+        """The market context of held bars, in order (None for a model that reads none)."""
+        return None if held[0].context is None else np.concatenate([h.context for h in held])  # type: ignore[misc]
+
+    def _score_held(self, explain: bool) -> list[LateAnomaly]:
+        """Score the held bars, oldest step first, through the thresholds; their anomalies."""
+        held, self._held, self._held_rows = self._held, [], 0
+        scores = self._score(np.concatenate([h.windows for h in held]), self._held_context(held))
+        late: list[LateAnomaly] = []
+        at = 0
+        for h in held:
+            s = scores[at:at + h.rows.size]
+            at += h.rows.size
+            th = self.thresholds.update(h.rows, s)
+            idx = np.flatnonzero(s > th)
+            if idx.size == 0:
+                continue
+            found: list[Explanation | None] = list(self._explain(
+                h.windows[idx], None if h.context is None else h.context[idx], h.quoted[idx], h.center[idx],
+                h.z[idx])) if explain else [None] * idx.size
+            late += [LateAnomaly(h.symbols[i], None if h.ts is None else int(h.ts[i]), float(s[i]), float(th[i]), e)
+                     for i, e in zip(idx.tolist(), found, strict=True)]
+        return late
 
     def warm(self, steps: Iterable[tuple[Sequence[str], Mapping[str, FloatArray], FloatArray | None]], *,
              batch: int = 50_000, tick: Callable[[], None] | None = None) -> int:

@@ -467,6 +467,13 @@ class AnomalyStage:
         now = time.time_ns() // 1000 * 1000
         for name in self.detector_names:
             res = self._engine(timeframe, name).step(symbols, fields, ts=ts)
+            # anomalies of bars that waited for the model (the classifier's first fit) come first: they are older
+            for a in res.late:
+                found.append({
+                    "symbol": a.symbol, "timeframe": timeframe, "ts": a.ts, "detector": name, "score": a.score,
+                    "threshold": a.threshold, "kind": a.explanation.kind if a.explanation else "",
+                    "explanation": a.explanation.text if a.explanation else "", "ts_detected": now,
+                })
             for i in np.flatnonzero(res.is_anomaly).tolist():
                 e = res.explanations[i]
                 found.append({
