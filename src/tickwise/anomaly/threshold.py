@@ -17,10 +17,11 @@ Scores above the threshold in force (the anomalies) are not learned; that trunca
 distribution only above the threshold, far from the quantiles the fit reads, so it cannot
 drag the threshold down the way it does when the extreme tail itself is fitted. The
 threshold is refreshed every ``refresh`` learned scores; until ``min_scores`` scores were seen
-it is the ``ceiling`` (+inf unless set: nothing is flagged before the tail is known). An optional ``floor`` is a level the threshold never goes below: for the
-band detectors, whose score is a z-score with a meaning of its own, it is a minimum number
-of sigmas (5, chosen on the bokeh stocks only, see the README) so a quiet stretch whose
-tail fit is short does not flag ordinary 3-4 sigma bars. ``xi_max`` caps the tail shape: a
+it is the ``ceiling`` (+inf unless set: nothing is flagged before the tail is known). An
+optional ``floor`` is a level the threshold never goes below: for the band detectors, whose
+score is a z-score with a meaning of its own, it is a minimum number of sigmas (5, chosen on
+the bokeh stocks only, see the README) so a quiet stretch whose tail fit is short does not
+flag ordinary 3-4 sigma bars. ``xi_max`` caps the tail shape: a
 fit of 80-95 % quantiles that comes out slightly convex otherwise extrapolates with xi = 1 to
 a threshold of 25 sigma and silences a series (the band detectors use 0.3, about the tail of
 daily returns; the Isolation Forest 0.1; see `tickwise.anomaly.THRESHOLD_OPTIONS`). An

@@ -341,8 +341,9 @@ def register(app: typer.Typer) -> None:
         for f in files:
             loaded = read_bar_file(f, tz=file_tz)
             if loaded.rejected.height:
-                typer.echo(f"{f.name}: {loaded.rejected.height} rows are not bars and are left out "
-                           f"({_reasons(loaded.rejected)})", err=True)
+                n = loaded.rejected.height
+                typer.echo(f"{f.name}: {n} {'row is not a bar and is' if n == 1 else 'rows are not bars and are'} "
+                           f"left out ({_reasons(loaded.rejected)})", err=True)
             for (sym,), part in loaded.bars.group_by(["symbol"], maintain_order=True):
                 part = part.sort("ts")
                 sig = (str(part["ts"][0]), part.height, float(part["close"].sum()))
