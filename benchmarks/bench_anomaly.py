@@ -10,7 +10,8 @@ artifacts/benchmarks/bench_anomaly.json. ``--quick`` uses fewer steps and 20k ba
 (`tickwise.anomaly.seasonal`) live: ten slots of the day that repeat, so every slot has its
 ten past bars when timing starts. The symbols of a step share their bar time, so the classifier
 scores them with its market-context ensemble; ``--alone`` also times it with no symbol having a
-peer (its first ensemble).
+peer (its first ensemble). ``--catch-up STEPS`` times the classifier's first step after STEPS
+steps it could not score (its first fit in the background), which scores the bars held meanwhile.
 """
 
 from __future__ import annotations
@@ -94,6 +95,31 @@ def bench_step(name: str, *, n_symbols: int, warm: int, steps: int, explain: boo
             "anomalies": found, "fits": det.fits}
 
 
+def bench_catch_up(*, n_symbols: int, held_steps: int) -> dict[str, float]:
+    """The classifier cannot score for ``held_steps`` steps (its first fit in the background):
+    the time of the first step that can, which scores every bar held meanwhile, explains their
+    anomalies and then its own bars."""
+    from tickwise.anomaly.learned import ClassifierModel, Training, trained
+
+    trained(Training())
+    trained(Training(market=True))
+    bars = synthetic_bars(held_steps + 1, n_symbols, seed=2)
+    symbols = [f"S{i:04d}" for i in range(n_symbols)]
+    det = MultiSymbolDetector(make_model("classifier"), bands=make_bands("classifier"),
+                              thresholds=threshold_settings("classifier"))
+    ready = {"now": False}
+    with mock.patch.object(ClassifierModel, "ready_for", lambda self, context: ready["now"]):
+        for t in range(held_steps):
+            det.step(symbols, {k: v[t] for k, v in bars.items()})
+        held = det._held_rows
+        ready["now"] = True
+        t0 = time.perf_counter()
+        res = det.step(symbols, {k: v[held_steps] for k, v in bars.items()})
+        took = time.perf_counter() - t0
+    return {"held_steps": held_steps, "held_bars": held, "catch_up_step_s": round(took, 3),
+            "late_anomalies": len(res.late), "us_per_held_bar": round(1e6 * took / max(held, 1), 2)}
+
+
 def bench_train(name: str, *, n_bars: int) -> dict[str, float]:
     bars = {k: v[:, 0] for k, v in synthetic_bars(n_bars, 1, seed=1).items()}
     det = make_detector(name, schedule=Schedule(min_train=100, refit_every=None, max_train=n_bars))
@@ -128,6 +154,8 @@ def main() -> None:
     parser.add_argument("--time-of-day", action="store_true", help="also time the band detectors with the profile")
     parser.add_argument("--alone", action="store_true",
                         help="also time the classifier with every symbol alone (no market context: its first ensemble)")
+    parser.add_argument("--catch-up", type=int, default=0, metavar="STEPS",
+                        help="also time the classifier's first step after STEPS steps it could not score")
     args = parser.parse_args()
     torch.set_num_threads(1)
     names = [d for d in args.detectors.split(",") if d]
@@ -142,6 +170,7 @@ def main() -> None:
     if args.time_of_day:
         scoring += [bench_step(n, n_symbols=args.symbols, warm=warm, steps=steps, explain=True, time_of_day=True)
                     for n in names if n in ("zscore", "ewma", "transient", "divergence")]
+    catch_up = bench_catch_up(n_symbols=args.symbols, held_steps=args.catch_up) if args.catch_up else None
     training = [bench_train(n, n_bars=n_bars) for n in names]
     print(f"scoring one closed bar for each of {args.symbols} symbols (one vectorised step)")
     print(f"{'detector':<12} {'explain':>8} {'ms/step p50':>12} {'ms/step p95':>12} {'us/bar':>8} "
@@ -150,6 +179,10 @@ def main() -> None:
         goal = "5 ms" if str(r["detector"]).split()[0] in ("zscore", "ewma", "transient", "divergence") else "50 ms"
         print(f"{r['detector']:<12} {r['explain']!s:>8} {r['ms_per_step_median']:>12} {r['ms_per_step_p95']:>12} "
               f"{r['us_per_bar']:>8} {r['anomalies']:>10} {r['ms_per_anomaly_explained']:>15} {goal:>6}")
+    if catch_up:
+        print(f"\nclassifier catch-up: {catch_up['held_bars']} bars held over {catch_up['held_steps']} steps scored "
+              f"by the next step in {catch_up['catch_up_step_s']} s ({catch_up['us_per_held_bar']} us per held bar, "
+              f"{catch_up['late_anomalies']} late anomalies explained)")
     print(f"\ntraining on {n_bars} bars")
     print(f"{'detector':<12} {'fit s':>8} {'feature pass s':>15}")
     for r in training:
@@ -158,7 +191,8 @@ def main() -> None:
         print(f"{r['detector']:<12} {r['fit_s']:>8} {r['feature_pass_s']:>15}{both}")
     out = Path("artifacts/benchmarks/bench_anomaly.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"scoring": scoring, "training": training, "quick": args.quick}, indent=2))
+    out.write_text(json.dumps({"scoring": scoring, "training": training, "catch_up": catch_up, "quick": args.quick},
+                              indent=2))
     print(f"\nwrote {out}")
 
 
