@@ -20,6 +20,7 @@ from tickwise.alerts import (
     SnsNotifier,
     WebhookNotifier,
 )
+from tickwise.exceptions import InputError
 
 MINUTE = 60 * 10**9
 
@@ -252,6 +253,14 @@ def test_stage_real_bars_commit_to_warehouse_and_cli_lists_them(settings, monkey
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.strip().splitlines()]
     assert len(rows) == 5 and all(r["symbol"] == "GOOG" for r in rows)
+    only = CliRunner().invoke(app, ["anomalies", "GOOG", "--timeframe", "1d", "--detector", "zscore", "--json"])
+    assert only.exit_code == 0 and len(only.output.strip().splitlines()) == min(20, found.height)
+    none = CliRunner().invoke(app, ["anomalies", "GOOG", "--timeframe", "1m"])
+    assert none.exit_code == 0 and "no anomalies for GOOG timeframe 1m" in none.output
+    for bad, message in ((["--timeframe", "7x"], "timeframe must look like"),
+                         (["--detector", "magic"], "--detector must be")):
+        result = CliRunner().invoke(app, ["anomalies", "GOOG", *bad])
+        assert isinstance(result.exception, InputError) and message in str(result.exception)
 
 
 def test_sns_notifier_publishes_to_moto_and_sqs_receives(moto_s3):

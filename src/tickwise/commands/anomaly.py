@@ -230,23 +230,35 @@ def register(app: typer.Typer) -> None:
     def anomalies(
         symbol: Annotated[str, typer.Argument(help="Symbol to show")],
         last: Annotated[int, typer.Option("--last", help="How many of the newest anomalies", min=1)] = 20,
+        timeframe: Annotated[str | None, typer.Option("--timeframe", help="Only bars of this interval, e.g. 1m")] = None,
+        detector: Annotated[str | None, typer.Option("--detector", help="Only this detector's, e.g. classifier")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines")] = False,
     ) -> None:
         """Print the newest anomalies of a symbol from the warehouse."""
         import polars as pl
 
-        from tickwise.anomaly import tables  # noqa: F401
+        from tickwise.anomaly import DETECTORS, tables  # noqa: F401
         from tickwise.config import load_settings
         from tickwise.store import open_warehouse
+        from tickwise.timeframes import timeframe_ns
 
+        where: dict[str, object] = {"symbol": symbol}
+        if timeframe is not None:
+            timeframe_ns(timeframe)  # a one-line error for a malformed interval
+            where["timeframe"] = timeframe
+        if detector is not None:
+            if detector not in DETECTORS:
+                raise InputError(f"--detector must be one of {', '.join(DETECTORS)}, was {detector!r}")
+            where["detector"] = detector
         settings = load_settings()
         warehouse = open_warehouse(settings.warehouse_url, read_only=True)
         try:
-            table = pl.from_arrow(warehouse.read("anomalies", where={"symbol": symbol}, last=last))
+            table = pl.from_arrow(warehouse.read("anomalies", where=where, last=last))
         finally:
             warehouse.close()
         if table.height == 0:
-            typer.echo(f"no anomalies for {symbol} in {settings.warehouse_url}")
+            which = "".join(f" {k} {v}" for k, v in where.items() if k != "symbol")
+            typer.echo(f"no anomalies for {symbol}{which} in {settings.warehouse_url}")
             return
         if as_json:
             for row in table.iter_rows(named=True):
