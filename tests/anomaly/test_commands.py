@@ -202,7 +202,7 @@ def test_detect_bar_rows_that_are_not_bars_are_set_aside_with_their_reason(tmp_p
     assert "not scored" not in clean.output
 
 
-@pytest.mark.parametrize(("value", "what"), [("nan", "'nan'"), ("inf", "'inf'"), ("", "None")])
+@pytest.mark.parametrize(("value", "what"), [("nan", "'nan'"), ("inf", "'inf'"), ("", "): empty;")])
 def test_detect_value_that_is_not_a_finite_number_names_its_line(tmp_path, value, what):
     src = tmp_path / "cpu.csv"
     src.write_text("timestamp,cpu\n" + "".join(

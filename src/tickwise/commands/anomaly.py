@@ -47,7 +47,7 @@ def _read_values(path: Path, column: str | None) -> tuple[Any, Any, list[str]]:
             raise DataError(
                 f"{path}: column {c!r} must hold finite numbers, was {int(bad.sum())} empty, non-numeric, NaN or "
                 f"infinite values, the first on line {first + 2} ({time_col or 'time'} {frame[time_col][first]}): "
-                f"{text[first]!r}; fill or drop them first")
+                f"{'empty' if text[first] is None else repr(text[first])}; fill or drop them first")
     return frame[time_col].cast(pl.Utf8), frame, columns
 
 
