@@ -90,9 +90,9 @@ def unwritable(folder: Path) -> str | None:
 
     Examples
     --------
-    >>> import tempfile
-    >>> unwritable(Path(tempfile.mkdtemp())) is None
-    True
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     unwritable(Path(d) / "models") is None, unwritable(Path("/dev/null/models"))
+    (True, 'Not a directory')
     """
     try:
         folder.mkdir(parents=True, exist_ok=True)
