@@ -197,6 +197,11 @@ def test_post_anomalies_store_needs_api_key_then_lists_them(api):
     assert r.status_code == 200 and r.json()["stored"] >= 1
     listed = httpx.get(f"{url}/api/v1/anomalies", params={"symbol": "AAPL"}).json()
     assert any(row["ts"].startswith(aapl["ts"][70].date().isoformat()) for row in listed)
+    used = listed[0]["detector"]
+    assert httpx.get(f"{url}/api/v1/anomalies", params={"symbol": "AAPL", "detector": used}).json() == listed
+    other = "classifier" if used != "classifier" else "zscore"
+    assert httpx.get(f"{url}/api/v1/anomalies", params={"symbol": "AAPL", "detector": other}).json() == []
+    assert httpx.get(f"{url}/api/v1/anomalies", params={"detector": "Not-One!"}).status_code == 422
     alerts = httpx.get(f"{url}/api/v1/alerts").json()
     assert any(a["symbol"] == "AAPL" and "sigma" in a["message"] for a in alerts)
 

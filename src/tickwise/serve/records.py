@@ -171,10 +171,11 @@ class TableReader:
         start_ns: int | None = None,
         end_ns: int | None = None,
         limit: int,
+        where: dict[str, object] | None = None,
     ) -> list[dict[str, Any]]:
-        """Return the newest ``limit`` rows matching the filters, oldest first."""
+        """Return the newest ``limit`` rows matching the filters (``where``: more columns' values), oldest first."""
         return to_records(self.table(table, symbol=symbol, timeframe=timeframe,
-                                     start_ns=start_ns, end_ns=end_ns, limit=limit))
+                                     start_ns=start_ns, end_ns=end_ns, limit=limit, where=where))
 
     def table(
         self,
@@ -185,12 +186,16 @@ class TableReader:
         start_ns: int | None = None,
         end_ns: int | None = None,
         limit: int,
+        where: dict[str, object] | None = None,
     ) -> pa.Table:
-        """Like `rows`, as an Arrow table (empty with no columns when the table is missing)."""
+        """Like `rows`, as an Arrow table (empty with no columns when the table is missing, or
+        when ``where`` names a column the table does not have)."""
         if not self.exists(table):
             return pa.table({})
         columns = self.columns(table)
-        where: dict[str, object] = {}
+        if where and any(k not in columns for k in where):
+            return pa.table({})
+        where = dict(where or {})
         if symbol is not None and "symbol" in columns:
             where["symbol"] = symbol
         if timeframe is not None and "timeframe" in columns:

@@ -133,12 +133,15 @@ def data_router(state: ServeState) -> APIRouter:
     @router.get("/anomalies", response_model=list[schemas.RowOut], tags=["analytics"])
     async def anomalies(symbol: Annotated[str | None, Query(pattern=SYMBOL_PATTERN)] = None,
                         timeframe: Timeframe = None, start: Start = None, end: End = None,
-                        limit: Limit = 100) -> Response:
-        """Return the newest anomalies, of one symbol or all."""
+                        limit: Limit = 100,
+                        detector: Annotated[str | None, Query(pattern=r"^[a-z]{1,16}$", description=(
+                            "only this detector's, e.g. classifier"))] = None) -> Response:
+        """Return the newest anomalies, of one symbol or all (of one detector or all)."""
         start_ns, end_ns = to_ns(start), to_ns(end)
-        key = ("anomalies", symbol, timeframe, start_ns, end_ns, limit)
+        key = ("anomalies", symbol, timeframe, start_ns, end_ns, limit, detector)
         return await cached(key, lambda: reader.rows("anomalies", symbol=symbol, timeframe=timeframe,
-                                               start_ns=start_ns, end_ns=end_ns, limit=limit))
+                                               start_ns=start_ns, end_ns=end_ns, limit=limit,
+                                               where={} if detector is None else {"detector": detector}))
 
     @router.post("/anomalies", response_model=schemas.ScoreOut, tags=["analytics"],
                  responses={401: {"model": schemas.ErrorOut}, 403: {"model": schemas.ErrorOut}})
