@@ -321,12 +321,14 @@ def trained(training: Training) -> Ensemble:
         return _CACHE.setdefault(training, Ensemble(members))
 
 
-def _member(t: Training) -> object:
-    """One member: fitted in this process already, else loaded from the model cache, else fitted."""
+def _member(t: Training, *, store: bool = False) -> object:
+    """One member: fitted in this process already, else loaded from the model cache, else
+    fitted. With ``store`` a member this process has (fitted with the cache off, say) is
+    written to the cache too."""
     with _LOCK:
         fit = _FITS.get(t)
-    if fit is None:
-        fit = cached("classifier", _cache_key(t), lambda: _fit(t))
+    if fit is None or store:
+        fit = cached("classifier", _cache_key(t), functools.partial(_fit, t) if fit is None else lambda f=fit: f)
         with _LOCK:
             fit = _FITS.setdefault(t, fit)
     return fit
@@ -360,11 +362,7 @@ def prepare(trainings: Sequence[Training], report: Callable[[str], None]) -> int
                 continue
             start = time.perf_counter()
             with _FIT_LOCK:  # another process fitting it: `cached` waits for that one and loads it
-                with _LOCK:
-                    done = _FITS.get(t)  # fitted in this process already (with the cache off, say): store that
-                fit = cached("classifier", key, functools.partial(_fit, t) if done is None else lambda d=done: d)
-                with _LOCK:
-                    _FITS.setdefault(t, fit)
+                _member(t, store=True)
             if not stored("classifier", key):
                 raise ConfigError(f"model cache {folder} ({ENV}): a fitted model could not be stored there")
             fitted += 1

@@ -29,6 +29,7 @@ from tickwise.alerts.outbox import Delivery, Outbox
 from tickwise.alerts.rules import Alert, AlertRouter, AlertRule
 from tickwise.alerts.tables import ALERTS
 from tickwise.anomaly import DETECTORS, make_bands, make_model, threshold_settings
+from tickwise.anomaly.explain import Explanation
 from tickwise.anomaly.multi import MultiSymbolDetector
 from tickwise.anomaly.seasonal import Seasonality
 from tickwise.anomaly.tables import ANOMALIES, ANOMALY_STATE
@@ -465,22 +466,19 @@ class AnomalyStage:
         found: list[dict[str, object]] = []
         # whole microseconds, as the warehouse keeps them: a restored alert sends the same payload
         now = time.time_ns() // 1000 * 1000
+
+        def row(symbol: str, bar_ts: int | None, name: str, score: float, threshold: float,
+                e: Explanation | None) -> dict[str, object]:
+            return {"symbol": symbol, "timeframe": timeframe, "ts": bar_ts, "detector": name, "score": score,
+                    "threshold": threshold, "kind": e.kind if e else "", "explanation": e.text if e else "",
+                    "ts_detected": now}
+
         for name in self.detector_names:
             res = self._engine(timeframe, name).step(symbols, fields, ts=ts)
             # anomalies of bars that waited for the model (the classifier's first fit) come first: they are older
-            for a in res.late:
-                found.append({
-                    "symbol": a.symbol, "timeframe": timeframe, "ts": a.ts, "detector": name, "score": a.score,
-                    "threshold": a.threshold, "kind": a.explanation.kind if a.explanation else "",
-                    "explanation": a.explanation.text if a.explanation else "", "ts_detected": now,
-                })
-            for i in np.flatnonzero(res.is_anomaly).tolist():
-                e = res.explanations[i]
-                found.append({
-                    "symbol": symbols[i], "timeframe": timeframe, "ts": int(ts[i]), "detector": name,
-                    "score": float(res.score[i]), "threshold": float(res.threshold[i]), "kind": e.kind,
-                    "explanation": e.text, "ts_detected": now,
-                })
+            found += [row(a.symbol, a.ts, name, a.score, a.threshold, a.explanation) for a in res.late]
+            found += [row(symbols[i], int(ts[i]), name, float(res.score[i]), float(res.threshold[i]),
+                          res.explanations[i]) for i in np.flatnonzero(res.is_anomaly).tolist()]
         return found
 
     def close(self) -> None:
