@@ -10,10 +10,12 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install -q "torch==2.13.0+cpu" 2>/dev/null \
     || .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
+# Every other package at the version in constraints.txt (scripts/lock.sh writes it), so a new
+# release upstream changes nothing here until the lock is refreshed and the suite rerun.
 if [ "$extra" = "dev" ]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
 else
-  .venv/bin/python -m pip install -q -e .
+  .venv/bin/python -m pip install -q -c constraints.txt -e .
   # fit the anomaly classifier once per machine now, so `tickwise up` scores with it from its
   # first bar (about a minute; skipped with TICKWISE_MODEL_CACHE=off, where nothing is kept)
   if [ "${TICKWISE_MODEL_CACHE:-}" != "off" ]; then
