@@ -73,6 +73,28 @@ def test_evaluate_anomaly_pools_the_counts_of_several_seeds(tmp_path):
     assert one["events"] >= 10
     # other injections, so other counts: the pooled run did not score seed 3 twice
     assert (one["detected"], one["false_alarms"]) != (other["detected"], other["false_alarms"])
+    # the spread under the pooled figure: each seed's own F1, as its run alone measured it
+    assert pooled["f1_by_seed"] == {"3": one["f1"], "4": other["f1"]}
+    assert f"by injection seed: 3 {one['f1']:.3f}, 4 {other['f1']:.3f}" in result.output
+    assert "f1_by_seed" not in one
+
+
+def test_evaluate_anomaly_reports_each_series_f1(tmp_path):
+    goog, spx = shared_file("goog_daily_backtesting.csv"), shared_file("sp500_daily_arch.csv")
+    rows = {}
+    for name, files, seed in (("both", [goog, spx], "3"), ("spx", [spx], "4")):
+        out = tmp_path / f"{name}.json"
+        args = ["evaluate-anomaly", "--detectors", "zscore", "--kinds", "volume_burst", "--seed", seed, "--json", str(out)]
+        for f in files:
+            args += ["--data", str(f)]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        rows[name] = json.loads(out.read_text())["rows"][0]
+    by_series = rows["both"]["f1_by_series"]
+    assert list(by_series) == ["GOOG", "SP500"]
+    # the second series of a run is injected with seed + 1: alone with seed 4, the same figure
+    assert by_series["SP500"] == rows["spx"]["f1"]
+    assert "f1_by_series" not in rows["spx"]
 
 
 @pytest.mark.parametrize("seed", ["x", ",", "7;8", "7,7"])

@@ -116,6 +116,26 @@ def _false_alarms(det: object, scored: object, thresholds: np.ndarray, flags: np
             for i in np.flatnonzero(flags & ~in_event).tolist()]
 
 
+def series_names(series: Sequence[pl.DataFrame]) -> list[str]:
+    """A name per series for the per-series figures: its symbol (``series N`` without one),
+    with ``#2``, ``#3`` for a symbol that comes again (GOOG daily of two vendors).
+
+    Examples
+    --------
+    >>> series_names([pl.DataFrame({"symbol": ["GOOG"]}), pl.DataFrame({"symbol": ["GOOG"]}), pl.DataFrame({"x": [1]})])
+    ['GOOG', 'GOOG#2', 'series 3']
+    """
+    names: list[str] = []
+    for i, s in enumerate(series):
+        base = str(s["symbol"][0]) if "symbol" in s.columns and s.height else f"series {i + 1}"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = f"{base}#{n}"
+        names.append(name)
+    return names
+
+
 @dataclass(slots=True)
 class Report:
     """Evaluation results: one row per (detector, kind), plus the settings used."""
@@ -172,12 +192,16 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     runs = ([[k] for k in kinds] if per_kind or len(kinds) == 1 else []) + \
         ([list(kinds)] if mixed and len(kinds) > 1 else [])
     rows: list[dict[str, object]] = []
+    scored_series = [s for s in series if s.height >= start + SCORED]
+    names = series_names(scored_series)
     for run in runs:
         label = run[0] if len(run) == 1 else "all"
         injected = [(k, *inject(s, kinds=run, rate=rate, start=start, seed=k + i, magnitude=magnitude))
                     for k in seeds for i, s in enumerate(series) if s.height >= start + SCORED]
         for name in detectors:
             tally = Tally(name, label)
+            by_seed = {k: Tally(name, label) for k in seeds}
+            by_series = {n: Tally(name, label) for n in names}
             dets = []
             for k, bars, _ in injected:
                 season = season_for(bars["ts"] if "ts" in bars.columns else None, time_of_day, tz=tz)
@@ -196,13 +220,19 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
                 thresholds = tail_thresholds(scores, threshold_settings(name, q=q))
                 flags = scores > thresholds
                 flags[:start] = False
-                score_flags(flags, events, tally, start=start, tolerance=tolerance)
+                for t in (tally, by_seed[k], by_series[names[i % len(scored_series)]]):
+                    score_flags(flags, events, t, start=start, tolerance=tolerance)
                 if false_alarms is not None:
                     false_alarms.extend(_false_alarms(det, scored, thresholds, flags, events, bars, tolerance,
                                                       detector=name, run=label, seed=k))
-            rows.append(tally.row())
+            row = tally.row()
+            if len(seeds) > 1:
+                row["f1_by_seed"] = {str(k): round(t.f1, 4) for k, t in by_seed.items()}
+            if len(names) > 1:
+                row["f1_by_series"] = {n: round(t.f1, 4) for n, t in by_series.items()}
+            rows.append(row)
     settings = {"rate": rate, "start": start, "q": q, "tolerance": tolerance,
                 "seed": seeds[0] if len(seeds) == 1 else seeds,
-                "series": sum(s.height >= start + SCORED for s in series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
+                "series": len(scored_series), "kinds": list(kinds), "magnitude_sigma": list(magnitude),
                 "options": options, "time_of_day": time_of_day, "tz": tz, "cross_section": cross_section}
     return Report(rows, settings)

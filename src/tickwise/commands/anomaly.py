@@ -63,6 +63,33 @@ def _is_bars(path: Path) -> bool:
     return {"open", "high", "low", "close"} <= names or {"o", "h", "l", "c"} <= names
 
 
+def _spread_lines(rows: list[dict[str, object]]) -> list[str]:
+    """Under the table: each mixed row's F1 per injection seed and per series (how much one
+    draw or one series moves the pooled figure).
+
+    Examples
+    --------
+    >>> _spread_lines([{"detector": "c", "kind": "all", "f1_by_seed": {"7": 0.9, "8": 0.88},
+    ...                 "f1_by_series": {"AAPL": 0.8, "GOOG": 0.97}}, {"detector": "c", "kind": "volume_burst"}])
+    ['c F1 by injection seed: 7 0.900, 8 0.880 (range 0.880-0.900); by series: AAPL 0.800, GOOG 0.970']
+    """
+    lines = []
+    mixed = [r for r in rows if r["kind"] == "all"] or rows
+    for r in mixed:
+        parts = []
+        by_seed = r.get("f1_by_seed")
+        if isinstance(by_seed, dict):
+            values = list(by_seed.values())
+            parts.append(f"by injection seed: {', '.join(f'{k} {v:.3f}' for k, v in by_seed.items())} "
+                         f"(range {min(values):.3f}-{max(values):.3f})")
+        by_series = r.get("f1_by_series")
+        if isinstance(by_series, dict):
+            parts.append(f"by series: {', '.join(f'{k} {v:.3f}' for k, v in by_series.items())}")
+        if parts:
+            lines.append(f"{r['detector']}{'' if r['kind'] == 'all' else ' ' + str(r['kind'])} F1 {'; '.join(parts)}")
+    return lines
+
+
 def _kinds(text: str | None, option: str) -> tuple[str, ...]:
     """Anomaly kinds named in a comma-separated option (all five when empty)."""
     from tickwise.anomaly.inject import KINDS
@@ -401,6 +428,8 @@ def register(app: typer.Typer) -> None:
                    f"injection seed{'s' if len(seeds) > 1 else ''} {','.join(map(str, seeds))}, "
                    f"target false-alarm rate {false_alarm_rate:g}")
         typer.echo(format_table(report.rows, cols))
+        for line in _spread_lines(report.rows):
+            typer.echo(line)
         if json_out is not None:
             json_out.parent.mkdir(parents=True, exist_ok=True)
             json_out.write_text(json.dumps(report.to_dict(), indent=2))
