@@ -85,6 +85,10 @@ def test_cli_import_bad_rows_go_to_deadletter_table(tmp_path: Path) -> None:
         (["bars", "AAPL"], {"TICKWISE_WAREHOUSE": "mysql://x"}, "TICKWISE_WAREHOUSE"),
         (["import", "/no/such/file.csv"], {}, "must exist"),
         (["up", "--source", "/no/such/file.csv", "--no-serve"], {}, "source must be sim"),
+        (["up", "--source", str(FIXTURES / "ibm.us.txt"), "--faults", "5", "--no-serve"], {},
+         "--faults injects faults into the simulator's ticks: it needs --source sim"),
+        (["up", "--faults", "1000", "--no-serve"], {}, "--faults must be 0 (none) or up to 600 faults per minute, was 1000"),
+        (["up", "--faults", "-2", "--no-serve"], {}, "--faults must be 0 (none) or up to 600 faults per minute, was -2"),
         (["worker"], {}, "needs a shared bus"),
         (["ingest", "--source", "tcp://127.0.0.1:1"], {}, "shared bus"),
         (["detect", "--data", "x.csv"], {}, "Missing option '--out'"),  # click's usage error

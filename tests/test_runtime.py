@@ -144,3 +144,36 @@ def test_up_reports_a_stage_that_fails_on_every_batch(tmp_path: Path, monkeypatc
     assert "stage-anomaly failing: its last" in body["detail"]
     assert "RuntimeError: anomaly model file is corrupt" in body["detail"]
     assert rt.worker.stats.bars > 0
+
+
+def test_up_with_faults_ends_with_what_the_classifier_flagged_of_them(tmp_path: Path) -> None:
+    """`tickwise up --faults`: labelled faults in the simulator's ticks, matched at the end against
+    the anomalies stored for the 1s bars (the classifier flags from a symbol's 21st bar)."""
+    from tickwise.anomaly.learned import Training, prepare
+    from tickwise.runtime import faulty_simulator
+
+    prepare([Training(market=True), Training()], lambda _: None)  # as `tickwise prepare` (cached for the session)
+    settings = load_settings(data_dir=tmp_path, timeframes="1s", tick_rate=2000.0, anomaly_detectors="classifier",
+                             symbols="AAPL,MSFT,SPY,GOOG")
+    faulty = faulty_simulator(settings, "sim", 60.0)
+    assert faulty is not None
+    faulty.warmup_ns = 22 * 10**9  # the bands' 20 bars, then faults
+    rt = Runtime(settings, lake=False)
+    try:
+        summary = rt.run("sim", duration_s=40, faults=faulty, status=False)
+    finally:
+        rt.close()
+    assert summary.faults is not None and summary.faults["timeframe"] == "1s"
+    assert summary.faults["faults"] == len(faulty.faults) >= 5
+    (row,) = summary.faults["detectors"]
+    assert row["detector"] == "classifier" and row["faults"] == len(faulty.faults)
+    # what it flagged, counted by kind, adds up; block trades of 5-15 seconds' volume are plain to it
+    counts = [tuple(map(int, v.split("/"))) for v in row["by_kind"].values()]
+    assert sum(c[0] for c in counts) == row["flagged"] and sum(c[1] for c in counts) == len(faulty.faults)
+    blocks = row["by_kind"].get("block_trade")
+    if blocks is not None:
+        found, of = map(int, blocks.split("/"))
+        assert found >= of / 2, row
+    lines = summary.fault_lines()
+    assert lines[0].startswith(f"faults injected into the simulator's ticks: {len(faulty.faults)}, matched on 1s bars")
+    assert lines[1].startswith(f"  classifier: flagged {row['flagged']} of {len(faulty.faults)}")

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 
@@ -26,10 +27,12 @@ from tickwise.exceptions import BackendError, InputError
 from tickwise.pipeline.ingest import TickPublisher
 from tickwise.pipeline.stage_runner import DeadLetterSink, StageRunner
 from tickwise.pipeline.worker import GROUP, PipelineWorker
+from tickwise.sources.faults import FaultySimulator, match_faults
 from tickwise.sources.simulator import Simulator
 from tickwise.sources.socket_feed import FeedClient
 from tickwise.sources.streams import file_ticks, replay, simulate_live
 from tickwise.store import Warehouse
+from tickwise.timeframes import timeframe_ns
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ class Summary:
     seconds: float
     #: rows the analytics stages wrote per table (signals, forecasts, anomalies), in stage order
     outputs: dict[str, int] = field(default_factory=dict)
+    #: with injected faults (`tickwise up --faults`): how many, on which timeframe's bars they
+    #: were matched, and per detector what it flagged (`tickwise.sources.faults.match_faults`)
+    faults: dict[str, object] | None = None
 
     def results(self) -> str:
         """The stages' rows as words, e.g. ``signals 40, forecasts 20, anomalies 0`` (empty without stages).
@@ -54,19 +60,70 @@ class Summary:
         """
         return ", ".join(f"{name} {n:,}" for name, n in self.outputs.items())
 
+    def fault_lines(self) -> list[str]:
+        """What the detectors made of the injected faults, one line per detector.
+
+        Examples
+        --------
+        >>> s = Summary(0, 0, 0, 0, 0.0, faults={"timeframe": "1s", "faults": 3, "detectors": [
+        ...     {"detector": "classifier", "faults": 3, "flagged": 2, "other_bars_flagged": 1,
+        ...      "by_kind": {"bad_print": "1/1", "frozen_feed": "1/2"}}]})
+        >>> for line in s.fault_lines():
+        ...     print(line)
+        faults injected into the simulator's ticks: 3, matched on 1s bars (a bar they touch or the next)
+          classifier: flagged 2 of 3 (bad_print 1/1, frozen_feed 1/2); 1 other bar flagged
+        """
+        if self.faults is None:
+            return []
+        lines = [f"faults injected into the simulator's ticks: {self.faults['faults']}, matched on "
+                 f"{self.faults['timeframe']} bars (a bar they touch or the next)"]
+        detectors = cast(list[dict[str, Any]], self.faults["detectors"])
+        if not detectors:
+            lines.append("  no anomalies were flagged on those bars")
+        for d in detectors:
+            kinds = ", ".join(f"{k} {v}" for k, v in d["by_kind"].items())
+            other = d["other_bars_flagged"]
+            lines.append(f"  {d['detector']}: flagged {d['flagged']} of {d['faults']}" + (f" ({kinds})" if kinds else "")
+                         + f"; {other} other bar{'' if other == 1 else 's'} flagged")
+        return lines
+
 
 def make_source(settings: Settings, source: str, stop: threading.Event, *, speed: float = 0.0,
-                symbol: str | None = None, timeframe: str | None = None) -> Iterator[pl.DataFrame] | str:
-    """A frame iterator for ``sim`` or a file; a ``tcp://`` URL is returned as is."""
+                symbol: str | None = None, timeframe: str | None = None,
+                faults: FaultySimulator | None = None) -> Iterator[pl.DataFrame] | str:
+    """A frame iterator for ``sim`` or a file; a ``tcp://`` URL is returned as is. ``faults``:
+    the simulator with labelled faults to run instead of a plain one (`faulty_simulator`)."""
     if source == "sim":
-        sim = Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed)
-        return simulate_live(sim, stop)
+        sim = faults or Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed)
+        return simulate_live(sim, stop)  # type: ignore[arg-type]
     if source.startswith("tcp://"):
         return source
     path = Path(source)
     if not path.exists():
         raise InputError(f"source must be sim, tcp://HOST:PORT or an existing file, was {source!r}")
     return replay(file_ticks(path, symbol=symbol, timeframe=timeframe, tz=settings.input_tz), stop, speed=speed)
+
+
+def faulty_simulator(settings: Settings, source: str, per_minute: float) -> FaultySimulator | None:
+    """The settings' simulator with ``per_minute`` labelled faults (None for 0); one line for a
+    source that is not the simulator or a rate out of range.
+
+    Examples
+    --------
+    >>> faulty_simulator(Settings(), "sim", 0) is None, faulty_simulator(Settings(), "sim", 12).per_minute
+    (True, 12.0)
+    >>> faulty_simulator(Settings(), "sim", 1e4)
+    Traceback (most recent call last):
+    tickwise.exceptions.InputError: --faults must be 0 (none) or up to 600 faults per minute, was 10000
+    """
+    if per_minute == 0:
+        return None
+    if source != "sim":
+        raise InputError(f"--faults injects faults into the simulator's ticks: it needs --source sim, was {source!r}")
+    if not 0 < per_minute <= 600:
+        raise InputError(f"--faults must be 0 (none) or up to 600 faults per minute, was {per_minute:g}")
+    return FaultySimulator(Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed),
+                           per_minute=per_minute, seed=settings.seed)
 
 
 class Supervisor:
@@ -154,11 +211,17 @@ class Runtime:
 
     def run(self, source: str, *, duration_s: float | None = None, speed: float = 0.0,
             symbol: str | None = None, timeframe: str | None = None, status: bool = True,
-            stop: threading.Event | None = None) -> Summary:
+            stop: threading.Event | None = None, faults: FaultySimulator | None = None) -> Summary:
+        """Run until ``duration_s`` (or the end of a file, or ``stop``), drain, and sum up.
+        ``faults``: a simulator with labelled faults (`faulty_simulator`) run instead of a plain
+        one; its faults are matched at the end against the anomalies flagged on the smallest
+        timeframe's bars."""
         stop_source = stop or threading.Event()
         stop_worker, stop_down, stop_lake = threading.Event(), threading.Event(), threading.Event()
         started = time.monotonic()
-        frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe)
+        faulty = faults
+        frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe,
+                             faults=faulty)
         stage_threads = [self.supervisor.start(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
         threads_down = [self.supervisor.start("deadletter-sink", self.sink.run, stop_down), *stage_threads]
         lake_thread = None
@@ -229,7 +292,18 @@ class Runtime:
             for name, n in r.rows_written.items():
                 outputs[name] = outputs.get(name, 0) + n
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
-                       self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started, outputs)
+                       self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started, outputs,
+                       None if faulty is None else self._match(faulty))
+
+    def _match(self, faulty: FaultySimulator) -> dict[str, object]:
+        """The faults injected in this run against the anomalies stored for the smallest timeframe."""
+        tf = min(self.settings.timeframes, key=timeframe_ns)
+        since = faulty.start_ns + faulty.warmup_ns
+        if not any(r.stage.name == "anomaly" for r in self.stage_runners):
+            return {"timeframe": tf, "faults": len(faulty.faults), "detectors": []}  # no anomaly stage ran
+        flagged = pl.DataFrame(self.warehouse.read("anomalies", where={"timeframe": tf}, start_ts=since - timeframe_ns(tf)))
+        return {"timeframe": tf, "faults": len(faulty.faults),
+                "detectors": match_faults(faulty.faults, flagged, timeframe_ns=timeframe_ns(tf), since_ns=since)}
 
     def stopped_parts(self) -> list[str]:
         """The parts of this run that stopped with an error, and the stages whose latest batch

@@ -72,16 +72,21 @@ def register(app: typer.Typer) -> None:
         timeframes: Annotated[str | None, typer.Option(help="Bar intervals, e.g. 1s,1m,5m")] = None,
         serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Start the API")] = True,
         dashboard: Annotated[bool, typer.Option("--dashboard/--no-dashboard", help="Start the dashboard")] = True,
+        faults: Annotated[float, typer.Option(
+            "--faults",
+            help="Labelled faults per minute injected into the simulator's ticks after 30 s (bad prints, block "
+                 "trades, frozen feeds); the run ends with what the detectors flagged of them")] = 0.0,
         verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
     ) -> None:
         """Run source → bus → pipeline → warehouse (and signals, forecasts, anomalies, API, dashboard).
 
         Shows a live status line; Ctrl-C or the end of --duration flushes every open bar and exits 0.
         """
-        from tickwise.runtime import Runtime
+        from tickwise.runtime import Runtime, faulty_simulator
 
         _logging(verbose)
         settings = _settings(timeframes=timeframes)
+        faulty = faulty_simulator(settings, source, faults)
         runtime = Runtime(settings)
         stop = threading.Event()
         _stop_on_sigterm(stop)
@@ -94,7 +99,7 @@ def register(app: typer.Typer) -> None:
                     if handle.dashboard_url:
                         where += f" · dashboard {handle.dashboard_url}"
                     typer.echo(f"{where} · warehouse {settings.warehouse_url}", err=True)
-            summary = runtime.run(source, duration_s=duration, speed=speed, symbol=symbol, stop=stop)
+            summary = runtime.run(source, duration_s=duration, speed=speed, symbol=symbol, stop=stop, faults=faulty)
         finally:
             runtime.close()
         typer.echo(
@@ -102,6 +107,8 @@ def register(app: typer.Typer) -> None:
             f"{summary.deadletters:,} dead letters; "
             + (f"{summary.results()}; " if summary.outputs else "") + f"warehouse {settings.warehouse_url}"
         )
+        for line in summary.fault_lines():
+            typer.echo(line)
 
     @app.command()
     def worker(
