@@ -13,6 +13,10 @@ threshold (`THRESHOLD_OPTIONS["classifier"]`) were chosen.
 
     .venv/bin/python benchmarks/eval_classifier_cv.py [--magnitude 6,10] [--seeds 7,8,9,10,11]
         [--cross-section on|off] [--thresholds 4.5:5,4:4.5] [--members 4]
+        [--kinds bad_print] [--training-kinds price_spike,...,bad_print]
+
+``--kinds``: the kinds injected into the scored stocks; ``--training-kinds``: those each fold's
+classifier is trained on (both the default five unless named; `tickwise.anomaly.inject`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from tickwise.anomaly import THRESHOLD_OPTIONS, make_detector, threshold_settings
 from tickwise.anomaly.evaluate import Tally, score_flags
-from tickwise.anomaly.inject import inject
+from tickwise.anomaly.inject import ALL_KINDS, KINDS, inject
 from tickwise.anomaly.learned import Training, training_bars
 from tickwise.anomaly.market import score_together
 from tickwise.anomaly.threshold import tail_thresholds
@@ -41,8 +45,14 @@ def main() -> None:
                         help="Comma-separated FLOOR:CEILING log-odds settings to count (default: the shipped one)")
     parser.add_argument("--members", type=int, default=Training().members,
                         help="ensemble members of each fold's classifier (default: the shipped count)")
+    parser.add_argument("--kinds", default=",".join(KINDS), help="Comma-separated kinds injected into the scored stocks")
+    parser.add_argument("--training-kinds", default=",".join(KINDS), help="Comma-separated kinds the folds are trained on")
     parser.add_argument("--json", type=Path, default=Path("artifacts/anomaly/eval_classifier_cv.json"))
     args = parser.parse_args()
+    kinds, training_kinds = (tuple(k.strip() for k in v.split(",")) for v in (args.kinds, args.training_kinds))
+    for k in (*kinds, *training_kinds):
+        if k not in ALL_KINDS:
+            parser.error(f"kinds must be among {', '.join(ALL_KINDS)}, was {k!r}")
     lo, hi = (float(v) for v in args.magnitude.split(","))
     seeds = [int(v) for v in args.seeds.split(",")]
     settings = [tuple(float(v) for v in s.split(":")) for s in args.thresholds.split(",")]
@@ -51,9 +61,10 @@ def main() -> None:
     rows = []
     for h, series in enumerate(stocks):
         symbol = str(series["symbol"][0])
-        training = Training(exclude=(symbol,), members=args.members)
+        training = Training(exclude=(symbol,), members=args.members, kinds=training_kinds)
         for seed in seeds:
-            injected = [inject(s, rate=0.01, start=START, seed=seed + i, magnitude=(lo, hi)) for i, s in enumerate(stocks)]
+            injected = [inject(s, kinds=kinds, rate=0.01, start=START, seed=seed + i, magnitude=(lo, hi))
+                        for i, s in enumerate(stocks)]
             if args.cross_section == "on":
                 scored = score_together([make_detector("classifier", training=training) for _ in stocks],
                                         [b for b, _ in injected])[h]
@@ -68,7 +79,8 @@ def main() -> None:
                 score_flags(flags, events, one, start=START)
                 score_flags(flags, events, tallies[s], start=START)
                 rows.append({"held_out": symbol, "seed": seed, "floor": s[0], "ceiling": s[1], **one.row()})
-    print(f"{args.members} members, cross-section {args.cross_section}, magnitude {lo:g}-{hi:g} sigma, seeds {args.seeds}")
+    print(f"{args.members} members, cross-section {args.cross_section}, magnitude {lo:g}-{hi:g} sigma, seeds {args.seeds}, "
+          f"kinds {','.join(kinds)}, trained on {','.join(training_kinds)}")
     print(f"{'held out':10}{'seed':>6}{'threshold':>11}{'events':>8}{'detected':>10}{'false alarms':>14}{'F1':>8}")
     for r in rows:
         print(f"{r['held_out']:10}{r['seed']:>6}{r['floor']:>6g}:{r['ceiling']:<4g}{r['events']:>8}{r['detected']:>10}"
@@ -79,6 +91,7 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "rows": rows, "magnitude_sigma": [lo, hi], "seeds": seeds, "cross_section": args.cross_section,
+        "kinds": list(kinds), "training_kinds": list(training_kinds),
         "members": args.members,
         "totals": [{"floor": s[0], "ceiling": s[1], "f1": round(t.f1, 4), "precision": round(t.precision, 4),
                     "recall": round(t.recall, 4)} for s, t in tallies.items()]}, indent=2))

@@ -191,6 +191,27 @@ def test_inject_rate_and_spacing_are_as_requested(goog_bars):
     assert {e.kind for e in events} <= set(KINDS)
 
 
+def test_inject_bad_print_is_a_wick_only_when_named(goog_bars):
+    out, events = inject(goog_bars, kinds=["bad_print"], rate=0.01, start=800, seed=3)
+    assert events and {e.kind for e in events} == {"bad_print"} and all(e.end == e.start for e in events)
+    changed = np.flatnonzero((out["high"] != goog_bars["high"]).to_numpy() | (out["low"] != goog_bars["low"]).to_numpy())
+    assert changed.tolist() == [e.start for e in events]
+    for col in ("open", "close", "volume"):
+        assert out[col].equals(goog_bars[col])
+    sig_r = 1.4826 * np.median(np.abs(np.diff(np.log(goog_bars["close"].to_numpy()))
+                                      - np.median(np.diff(np.log(goog_bars["close"].to_numpy())))))
+    for e in events:
+        body_hi = max(goog_bars["open"][e.start], goog_bars["close"][e.start])
+        body_lo = min(goog_bars["open"][e.start], goog_bars["close"][e.start])
+        reach = max(np.log(out["high"][e.start] / body_hi), np.log(body_lo / out["low"][e.start]))
+        assert 6.0 <= reach / sig_r <= 10.0 + 1e-9  # one side reaches out by the drawn magnitude
+    # the default kinds are the five: a bad print only when asked for
+    _, default = inject(goog_bars, rate=0.01, start=800, seed=3)
+    assert "bad_print" not in {e.kind for e in default}
+    with pytest.raises(ValueError, match="kind must be one of .*bad_print, was 'typo'"):
+        inject(goog_bars, kinds=["typo"])
+
+
 def test_detector_bad_record_raises_clear_error():
     det = make_detector("zscore")
     with pytest.raises(Exception, match="record must have fields"):

@@ -91,13 +91,14 @@ def _spread_lines(rows: list[dict[str, object]]) -> list[str]:
 
 
 def _kinds(text: str | None, option: str) -> tuple[str, ...]:
-    """Anomaly kinds named in a comma-separated option (all five when empty)."""
-    from tickwise.anomaly.inject import KINDS
+    """Anomaly kinds named in a comma-separated option (the default five when empty; the extra
+    kinds only when named)."""
+    from tickwise.anomaly.inject import ALL_KINDS, KINDS
 
     names = tuple(k.strip() for k in text.split(",")) if text else KINDS
     for k in names:
-        if k not in KINDS:
-            raise InputError(f"{option} must name {', '.join(KINDS)}, was {k!r}")
+        if k not in ALL_KINDS:
+            raise InputError(f"{option} must name {', '.join(ALL_KINDS)}, was {k!r}")
     return names
 
 

@@ -118,7 +118,8 @@ class FaultySimulator:
         sym_index = {s: i for i, s in enumerate(self.sim.symbols.tolist())}
         sym = ticks["symbol"].replace_strict(sym_index, return_dtype=pl.Int64).to_numpy()
         ts = ticks["ts_event"].to_numpy()
-        price = ticks["price"].to_numpy().copy()
+        clean = ticks["price"].to_numpy()
+        price = clean.copy()
         size = ticks["size"].to_numpy().copy()
         self._freeze(sym, ts, price)
         begin = max(start, self.start_ns + self.warmup_ns)
@@ -126,9 +127,8 @@ class FaultySimulator:
         if end > begin:
             n = int(self.rng.poisson(self.per_minute * (end - begin) / (60 * NS)))
             for at in np.sort(self.rng.integers(begin, end, size=n)).tolist():
-                self._start_fault(int(at), sym, ts, price, size)
+                self._start_fault(int(at), sym, ts, clean, price, size)
         # the price a freeze repeats: each symbol's last trade before it, faults left out
-        clean = ticks["price"].to_numpy()
         for i in np.unique(sym).tolist():
             self._last_price[i] = clean[np.flatnonzero(sym == i)[-1]]
         return ticks.with_columns(pl.Series("price", price), pl.Series("size", size))
@@ -137,7 +137,8 @@ class FaultySimulator:
         frozen = (ts >= self._frozen_from[sym]) & (ts <= self._frozen_until[sym])
         price[frozen] = self._frozen_price[sym[frozen]]
 
-    def _start_fault(self, at: int, sym: np.ndarray, ts: np.ndarray, price: np.ndarray, size: np.ndarray) -> None:
+    def _start_fault(self, at: int, sym: np.ndarray, ts: np.ndarray, clean: np.ndarray, price: np.ndarray,
+                     size: np.ndarray) -> None:
         i = int(self.rng.integers(len(self.sim.symbols)))
         kind = self.kinds[int(self.rng.integers(len(self.kinds)))]
         if at <= self._busy_until[i]:
@@ -148,7 +149,7 @@ class FaultySimulator:
             seconds = float(self.rng.uniform(5.0, 10.0))
             until = at + int(seconds * NS)
             before = np.flatnonzero((sym == i) & (ts < at))
-            self._frozen_price[i] = price[before[-1]] if before.size else self._last_price[i]
+            self._frozen_price[i] = clean[before[-1]] if before.size else self._last_price[i]
             self._frozen_from[i], self._frozen_until[i] = at, until
             self._busy_until[i] = until
             self._freeze(sym, ts, price)
