@@ -47,7 +47,8 @@ class Summary:
     #: rows the analytics stages wrote per table (signals, forecasts, anomalies), in stage order
     outputs: dict[str, int] = field(default_factory=dict)
     #: with injected faults (`tickwise up --faults`): how many, on which timeframe's bars they
-    #: were matched, and per detector what it flagged (`tickwise.sources.faults.match_faults`)
+    #: were matched, and per detector what it flagged (`tickwise.sources.faults.match_faults`;
+    #: None without an anomaly stage)
     faults: dict[str, object] | None = None
 
     def results(self) -> str:
@@ -77,10 +78,12 @@ class Summary:
             return []
         lines = [f"faults injected into the simulator's ticks: {self.faults['faults']}, matched on "
                  f"{self.faults['timeframe']} bars (a bar they touch or the next)"]
-        detectors = cast(list[dict[str, Any]], self.faults["detectors"])
-        if not detectors:
-            lines.append("  no anomalies were flagged on those bars")
-        for d in detectors:
+        detectors = cast(list[dict[str, Any]] | None, self.faults["detectors"])
+        if detectors is None:
+            lines.append("  no anomaly stage ran (a run without the analytics stages)")
+        elif not detectors:
+            lines.append("  no detector flagged a bar after the warm-up")
+        for d in detectors or []:
             kinds = ", ".join(f"{k} {v}" for k, v in d["by_kind"].items())
             other = d["other_bars_flagged"]
             lines.append(f"  {d['detector']}: flagged {d['flagged']} of {d['faults']}" + (f" ({kinds})" if kinds else "")
@@ -219,9 +222,8 @@ class Runtime:
         stop_source = stop or threading.Event()
         stop_worker, stop_down, stop_lake = threading.Event(), threading.Event(), threading.Event()
         started = time.monotonic()
-        faulty = faults
         frames = make_source(self.settings, source, stop_source, speed=speed, symbol=symbol, timeframe=timeframe,
-                             faults=faulty)
+                             faults=faults)
         stage_threads = [self.supervisor.start(f"stage-{r.stage.name}", r.run, stop_down) for r in self.stage_runners]
         threads_down = [self.supervisor.start("deadletter-sink", self.sink.run, stop_down), *stage_threads]
         lake_thread = None
@@ -293,14 +295,14 @@ class Runtime:
                 outputs[name] = outputs.get(name, 0) + n
         return Summary(self.publisher.published, self.worker.stats.ticks, self.worker.stats.bars,
                        self.worker.stats.deadletters + self.publisher.rejected, time.monotonic() - started, outputs,
-                       None if faulty is None else self._match(faulty))
+                       None if faults is None else self._match(faults))
 
     def _match(self, faulty: FaultySimulator) -> dict[str, object]:
         """The faults injected in this run against the anomalies stored for the smallest timeframe."""
         tf = min(self.settings.timeframes, key=timeframe_ns)
         since = faulty.start_ns + faulty.warmup_ns
         if not any(r.stage.name == "anomaly" for r in self.stage_runners):
-            return {"timeframe": tf, "faults": len(faulty.faults), "detectors": []}  # no anomaly stage ran
+            return {"timeframe": tf, "faults": len(faulty.faults), "detectors": None}  # no anomaly stage ran
         flagged = pl.DataFrame(self.warehouse.read("anomalies", where={"timeframe": tf}, start_ts=since - timeframe_ns(tf)))
         return {"timeframe": tf, "faults": len(faulty.faults),
                 "detectors": match_faults(faulty.faults, flagged, timeframe_ns=timeframe_ns(tf), since_ns=since)}

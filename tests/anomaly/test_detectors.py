@@ -208,7 +208,7 @@ def test_inject_bad_print_is_a_wick_only_when_named(goog_bars):
     # the default kinds are the five: a bad print only when asked for
     _, default = inject(goog_bars, rate=0.01, start=800, seed=3)
     assert "bad_print" not in {e.kind for e in default}
-    with pytest.raises(ValueError, match="kind must be one of .*bad_print, was 'typo'"):
+    with pytest.raises(ValueError, match=r"kind must be one of .*bad_print, was 'typo'"):
         inject(goog_bars, kinds=["typo"])
 
 
