@@ -116,3 +116,11 @@ def test_match_faults_counts_a_bar_touched_or_the_next_and_the_other_bars_in_the
     assert rows["x"]["flagged"] == 1 and rows["x"]["by_kind"] == {"frozen_feed": "1/1", "bad_print": "0/1"}
     assert rows["x"]["other_bars_flagged"] == 2
     assert rows["y"]["flagged"] == 1 and rows["y"]["other_bars_flagged"] == 1
+
+
+def test_a_bad_print_stays_on_the_tick_grid_as_the_simulator_prints_it() -> None:
+    _, faulted, clean = _run(kinds=("bad_print",), seconds=40)
+    changed = _changed(faulted, clean)
+    assert changed.height > 0
+    for row in changed.iter_rows(named=True):
+        assert row["price"] == round(row["price"], 2)  # the default symbols trade in cents

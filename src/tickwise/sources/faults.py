@@ -160,8 +160,9 @@ class FaultySimulator:
         j = int(mine[0])
         if kind == "bad_print":
             error = float(self.rng.uniform(0.01, 0.03)) * (1 if self.rng.random() < 0.5 else -1)
-            tick = float(self.sim.tick_size[i])
-            price[j] = max(round(price[j] * (1 + error) / tick) * tick, tick)
+            tick, scale = float(self.sim.tick_size[i]), float(self.sim.scale[i])
+            # on the symbol's tick grid, printed as the simulator prints prices (227.98, not 227.98000000000002)
+            price[j] = round(max(round(price[j] * (1 + error) / tick) * tick, tick) * scale) / scale
             self.faults.append(Fault(symbol, kind, int(ts[j]), int(ts[j]), round(error, 4)))
         else:
             multiple = float(self.rng.uniform(5.0, 15.0))
