@@ -97,8 +97,7 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
     """A frame iterator for ``sim`` or a file; a ``tcp://`` URL is returned as is. ``faults``:
     the simulator with labelled faults to run instead of a plain one (`faulty_simulator`)."""
     if source == "sim":
-        sim = faults or Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed)
-        return simulate_live(sim, stop)  # type: ignore[arg-type]
+        return simulate_live(faults or _simulator(settings), stop)  # type: ignore[arg-type]
     if source.startswith("tcp://"):
         return source
     path = Path(source)
@@ -125,8 +124,12 @@ def faulty_simulator(settings: Settings, source: str, per_minute: float) -> Faul
         raise InputError(f"--faults injects faults into the simulator's ticks: it needs --source sim, was {source!r}")
     if not 0 < per_minute <= 600:
         raise InputError(f"--faults must be 0 (none) or up to 600 faults per minute, was {per_minute:g}")
-    return FaultySimulator(Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed),
-                           per_minute=per_minute, seed=settings.seed)
+    return FaultySimulator(_simulator(settings), per_minute=per_minute, seed=settings.seed)
+
+
+def _simulator(settings: Settings) -> Simulator:
+    """The simulator the settings describe (symbols, tick rate, seed)."""
+    return Simulator(settings.symbols, tick_rate=settings.tick_rate, seed=settings.seed)
 
 
 class Supervisor:

@@ -192,35 +192,36 @@ def evaluate(series: Sequence[pl.DataFrame], *, detectors: Sequence[str] = ("zsc
     runs = ([[k] for k in kinds] if per_kind or len(kinds) == 1 else []) + \
         ([list(kinds)] if mixed and len(kinds) > 1 else [])
     rows: list[dict[str, object]] = []
-    scored_series = [s for s in series if s.height >= start + SCORED]
-    names = series_names(scored_series)
+    # (index among all series, which seeds its injections, and the series) of those long enough
+    scored_series = [(i, s) for i, s in enumerate(series) if s.height >= start + SCORED]
+    names = series_names([s for _, s in scored_series])
     for run in runs:
         label = run[0] if len(run) == 1 else "all"
-        injected = [(k, *inject(s, kinds=run, rate=rate, start=start, seed=k + i, magnitude=magnitude))
-                    for k in seeds for i, s in enumerate(series) if s.height >= start + SCORED]
+        injected = [(k, *inject(s, kinds=run, rate=rate, start=start, seed=k + i, magnitude=magnitude), n)
+                    for k in seeds for (i, s), n in zip(scored_series, names, strict=True)]
         for name in detectors:
             tally = Tally(name, label)
             by_seed = {k: Tally(name, label) for k in seeds}
             by_series = {n: Tally(name, label) for n in names}
             dets = []
-            for k, bars, _ in injected:
+            for k, bars, _, _ in injected:
                 season = season_for(bars["ts"] if "ts" in bars.columns else None, time_of_day, tz=tz)
                 dets.append(make_detector(name, schedule=schedule, seed=k, seasonality=season, **options.get(name, {})))
             results = []
             for k in seeds:  # the series of one injection seed are one market: scored together
-                mine = [i for i, (seed_i, _, _) in enumerate(injected) if seed_i == k]
+                mine = [i for i, (seed_i, *_) in enumerate(injected) if seed_i == k]
                 if cross_section:
                     results += zip(mine, score_together([dets[i] for i in mine], [injected[i][1] for i in mine]),
                                    strict=True)
                 else:
                     results += [(i, dets[i].score(injected[i][1])) for i in mine]
             for i, scored in sorted(results, key=lambda r: r[0]):
-                (k, bars, events), det = injected[i], dets[i]
+                (k, bars, events, series_name), det = injected[i], dets[i]
                 scores = scored.score
                 thresholds = tail_thresholds(scores, threshold_settings(name, q=q))
                 flags = scores > thresholds
                 flags[:start] = False
-                for t in (tally, by_seed[k], by_series[names[i % len(scored_series)]]):
+                for t in (tally, by_seed[k], by_series[series_name]):
                     score_flags(flags, events, t, start=start, tolerance=tolerance)
                 if false_alarms is not None:
                     false_alarms.extend(_false_alarms(det, scored, thresholds, flags, events, bars, tolerance,

@@ -129,8 +129,8 @@ class FaultySimulator:
             for at in np.sort(self.rng.integers(begin, end, size=n)).tolist():
                 self._start_fault(int(at), sym, ts, clean, price, size)
         # the price a freeze repeats: each symbol's last trade before it, faults left out
-        for i in np.unique(sym).tolist():
-            self._last_price[i] = clean[np.flatnonzero(sym == i)[-1]]
+        present, first_from_end = np.unique(sym[::-1], return_index=True)
+        self._last_price[present] = clean[sym.size - 1 - first_from_end]
         return ticks.with_columns(pl.Series("price", price), pl.Series("size", size))
 
     def _freeze(self, sym: np.ndarray, ts: np.ndarray, price: np.ndarray) -> None:
