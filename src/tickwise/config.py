@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     dashboard_port: int = 8501
     require_services: bool = False
     # anomaly detection and alerts (tickwise.anomaly.stage, tickwise.alerts)
-    anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "classifier", "iforest"]
+    anomaly_detectors: Annotated[list[str], NoDecode] = ["divergence", "classifier", "iforest", "stale"]
     anomaly_false_alarm_rate: float = 1e-3
     #: intraday bars measured against their own time of day (``auto``) or not (``off``), with
     #: slots of the day in this exchange time zone (tickwise.anomaly.seasonal)

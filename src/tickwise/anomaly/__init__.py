@@ -2,7 +2,7 @@
 
 Public surface::
 
-    make_detector("zscore" | "ewma" | "transient" | "divergence" | "classifier" | "iforest" | "autoencoder", ...) -> Detector
+    make_detector("zscore" | "ewma" | "transient" | "divergence" | "classifier" | "iforest" | "autoencoder" | "stale", ...) -> Detector
     Detector          one series: learn_one / score_one / explain_one, fit / score / explain
     MultiSymbolDetector   many symbols at once, vectorised (the live stage uses it)
     ThresholdSettings, tail_thresholds, ThresholdBank   adaptive thresholds (false-alarm target)
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tickwise.anomaly.bands import Bands
 from tickwise.anomaly.base import Schedule, WindowModel
 from tickwise.anomaly.detector import Detector, Scores
@@ -26,7 +28,7 @@ from tickwise.anomaly.seasonal import Seasonality, season_for
 from tickwise.anomaly.threshold import ThresholdBank, ThresholdSettings, tail_thresholds
 
 #: Detector names accepted by `make_detector` and the CLI.
-DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder")
+DETECTORS = ("zscore", "ewma", "transient", "divergence", "classifier", "iforest", "autoencoder", "stale")
 #: Threshold options per detector: the band detectors score in sigmas; they never flag below
 #: 5 and cap the tail shape at 0.3; the forest's scores have a short tail (capped at 0.1).
 #: All chosen on the bokeh stocks only; the README reports the other series as held out.
@@ -46,13 +48,20 @@ DIVERGENCE: dict[str, float] = {"persistent": 1.0, "volume_confirm": 1.0, "price
 
 
 def threshold_settings(name: str, *, q: float = 1e-3, **options: Any) -> ThresholdSettings:
-    """The adaptive threshold settings of a named detector (its floor included).
+    """The adaptive threshold settings of a named detector (its floor included). ``stale``
+    scores a run's surprise in decimal digits, so its threshold is the target rate itself:
+    ``log10(1/q)`` from the first bar, floor and ceiling alike (`tickwise.anomaly.stale`).
 
     Examples
     --------
     >>> threshold_settings("zscore", q=1e-3).floor, threshold_settings("iforest").floor
     (5.0, -inf)
+    >>> s = threshold_settings("stale", q=1e-4); s.floor, s.ceiling
+    (4.0, 4.0)
     """
+    if name == "stale":
+        level = round(float(-np.log10(q)), 12)
+        return ThresholdSettings(q=q, **{"floor": level, "ceiling": level, **options})
     return ThresholdSettings(q=q, **{**THRESHOLD_OPTIONS.get(name, {}), **options})
 
 
@@ -80,6 +89,10 @@ def make_model(name: str, *, seed: int = 0, **options: Any) -> WindowModel:
         from tickwise.anomaly.learned import ClassifierModel
 
         return ClassifierModel(seed=seed, **options)
+    if name == "stale":
+        from tickwise.anomaly.stale import StaleModel
+
+        return StaleModel(**options)
     if name == "iforest":
         from tickwise.anomaly.iforest import IsolationForestModel
 
@@ -107,7 +120,7 @@ def make_detector(name: str, *, spec: FeatureSpec | None = None, window: int = 6
     >>> make_detector("ewma").bands.method
     'ewma'
     """
-    if name in ("transient", "divergence", "classifier") and spec is not None:
+    if name in ("transient", "divergence", "classifier", "stale") and spec is not None:
         options = {"names": spec.names, **options}
     return Detector(make_model(name, seed=seed, **options), spec=spec,
                     bands=make_bands(name, window=window), schedule=schedule, seasonality=seasonality)

@@ -44,8 +44,8 @@ class Scores:
     context: FloatArray | None = None
 
 
-def windows_of(z: FloatArray, lookback: int) -> FloatArray:
-    """Windows ``(n, lookback, F)`` ending at each row, zero-padded before the start.
+def windows_of(z: FloatArray, lookback: int, *, pad: float = 0.0) -> FloatArray:
+    """Windows ``(n, lookback, F)`` ending at each row, padded with ``pad`` before the start.
 
     Examples
     --------
@@ -53,7 +53,7 @@ def windows_of(z: FloatArray, lookback: int) -> FloatArray:
     [[0.0, 0.0], [0.0, 1.0], [1.0, 2.0]]
     """
     f = z.shape[1]
-    padded = np.vstack([np.zeros((lookback - 1, f)), z])
+    padded = np.vstack([np.full((lookback - 1, f), pad), z])
     return np.lib.stride_tricks.sliding_window_view(padded, (lookback, f))[:, 0].copy()
 
 
@@ -96,13 +96,26 @@ def record_ts(x: Mapping[str, object]) -> object:
         raise InputError("record must have a 'ts' field for the time-of-day profile of intraday bars") from None
 
 
+def reads_raw(model: WindowModel) -> bool:
+    """Whether a model's windows hold raw feature rows (`StaleModel`: runs of flat bars) rather
+    than band z-scores; raw windows are padded with NaN before a series' first bar."""
+    return bool(getattr(model, "reads_raw", False))
+
+
+def empty_windows(model: WindowModel, rows: int, features: int) -> FloatArray:
+    """The windows of series that have no bar yet: zeros of z-scores, NaN of raw rows."""
+    return np.full((rows, model.lookback, features), np.nan if reads_raw(model) else 0.0)
+
+
 def with_reason(model: WindowModel | None, window: FloatArray, explanation: Explanation) -> Explanation:
-    """Append a model's words for a multi-bar pattern (`TransientModel.reason`), if any."""
+    """Append a model's words for a multi-bar pattern (`TransientModel.reason`), if any, and
+    take the model's own ``kind`` where it names one (`StaleModel`: a frozen price)."""
     reason = getattr(model, "reason", None)
     note = reason(window) if reason is not None else ""
     if not note:
         return explanation
-    return replace(explanation, text=f"{explanation.text}; {note}")
+    kind = getattr(model, "kind", None) or explanation.kind
+    return replace(explanation, text=f"{explanation.text}; {note}", kind=kind)
 
 
 class Detector:
@@ -157,7 +170,7 @@ class Detector:
         self._bank = BandBank(n, self.bands, capacity=1)
         self._rows = self._bank.rows_for(["series"])
         self._prev = np.full((1, self.spec.state_width), np.nan)
-        self._window = np.zeros((self.model.lookback, n))
+        self._window = empty_windows(self.model, 1, n)[0]
         self._season = SeasonBank(self.seasonality) if self.seasonality is not None else None
 
     def _step(self, x: Mapping[str, float]) -> tuple[FloatArray, FloatArray, FloatArray, bool, FloatArray,
@@ -168,7 +181,7 @@ class Detector:
             slot = self.seasonality.slots([record_ts(x)])  # type: ignore[union-attr]
             feats = self._season.adjust(self._rows, slot, raw)
         out = self._bank.stats(self._rows, feats)
-        window = np.vstack([self._window[1:], out.z])
+        window = np.vstack([self._window[1:], shown(self.spec.names, raw, feats) if reads_raw(self.model) else out.z])
         return raw, state, window, bool(out.ready[0]), out.center, feats, slot
 
     @property
@@ -253,7 +266,9 @@ class Detector:
         if context is not None and context.shape[0] != raw.shape[0]:
             raise ValueError(f"one context row per bar: {context.shape[0]} rows for {raw.shape[0]} bars")
         context = context if uses_context(self.model) else None
-        wins = windows_of(out.z, self.model.lookback)
+        # the quoted features keep return and swing as they are (`shown`): what `StaleModel` reads
+        wins = windows_of(raw, self.model.lookback, pad=np.nan) if reads_raw(self.model) \
+            else windows_of(out.z, self.model.lookback)
         n = raw.shape[0]
         ready = out.ready
         models: list[WindowModel | None] = [self.model if self._fitted else None]

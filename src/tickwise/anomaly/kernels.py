@@ -8,6 +8,8 @@ gives the streaming form's numbers. Compiled on first use and cached on disk
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -80,3 +82,80 @@ def trees_kernel(x, feature, threshold, missing_left, left, right, is_leaf, valu
                 else:
                     k = right[k]
             out[i] += value[k]
+
+
+@njit(cache=True, nogil=True)
+def stale_surprise(run, k_start, n_moving, k_cont, n_flat):  # type: ignore[no-untyped-def]
+    """-log10 of the predictive probability that a flat run starts at a bar and lasts ``run``
+    bars, given the counts (a moving bar followed by ``k_start`` flat and ``n_moving`` moving
+    ones; a flat bar followed by ``k_cont`` flat ones out of ``n_flat``), each rate with a
+    uniform prior; the continuation's uncertainty is kept (its Beta posterior's moment
+    E[p^(run-1)]), so a window that has seen few flat bars does not overstate a run."""
+    if run < 1:
+        return 0.0
+    p_start = (k_start + 1.0) / (n_moving + k_start + 2.0)
+    a = k_cont + 1.0
+    b = n_flat - k_cont + 1.0
+    m = run - 1.0
+    log_moment = math.lgamma(a + m) - math.lgamma(a + b + m) - math.lgamma(a) + math.lgamma(a + b)
+    return -math.log10(p_start) - log_moment / math.log(10.0)
+
+
+@njit(cache=True, nogil=True)
+def stale_kernel(flat, valid, level, out):  # type: ignore[no-untyped-def]
+    """Per window (row of ``flat``/``valid``, bars oldest first): the flat run it ends with, its
+    `stale_surprise`, and the counts of the bars before that run (k_start, n_moving, k_cont,
+    n_flat), into ``out`` (m × 6); see `tickwise.anomaly.stale`. The history's runs are taken
+    shortest first: a run whose length scores above ``level`` against the moving bars and the
+    shorter runs is an anomaly, and so is every longer one; they are left out of the counts
+    (an anomaly is not learned)."""
+    m, n = flat.shape
+    lengths = np.empty(n, dtype=np.int64)
+    starts = np.empty(n)
+    ends = np.empty(n)
+    for i in range(m):
+        run = 0
+        while run < n and valid[i, n - 1 - run] and flat[i, n - 1 - run]:
+            run += 1
+        end = n - run  # history: bars [0, end)
+        n_moving = 0.0  # pairs from a moving bar to a moving one
+        runs = 0
+        j = 0
+        while j < end:
+            if not valid[i, j]:
+                j += 1
+                continue
+            if not flat[i, j]:
+                if j + 1 < end and valid[i, j + 1] and not flat[i, j + 1]:
+                    n_moving += 1.0
+                j += 1
+                continue
+            k = j
+            while k < end and valid[i, k] and flat[i, k]:
+                k += 1
+            lengths[runs] = k - j
+            starts[runs] = 1.0 if j > 0 and valid[i, j - 1] else 0.0  # the moving bar before it
+            ends[runs] = 1.0 if k < end and valid[i, k] else 0.0  # the moving bar after it
+            runs += 1
+            j = k
+        k_start = 0.0
+        n_flat = 0.0  # pairs from a flat bar, and of those to a flat one
+        k_cont = 0.0
+        order = np.argsort(lengths[:runs], kind="mergesort")
+        a = 0
+        while a < runs:
+            size = lengths[order[a]]
+            if stale_surprise(size, k_start, n_moving, k_cont, n_flat) > level:
+                break
+            while a < runs and lengths[order[a]] == size:
+                r = order[a]
+                k_start += starts[r]
+                k_cont += size - 1.0
+                n_flat += size - 1.0 + ends[r]
+                a += 1
+        out[i, 0] = run
+        out[i, 1] = stale_surprise(run, k_start, n_moving, k_cont, n_flat)
+        out[i, 2] = k_start
+        out[i, 3] = n_moving
+        out[i, 4] = k_cont
+        out[i, 5] = n_flat

@@ -21,7 +21,7 @@ import numpy as np
 
 from tickwise.anomaly.bands import BandBank, Bands
 from tickwise.anomaly.base import Schedule, WindowModel
-from tickwise.anomaly.detector import shown, spec_for, with_reason
+from tickwise.anomaly.detector import empty_windows, reads_raw, shown, spec_for, with_reason
 from tickwise.anomaly.explain import Explanation, describe, with_market
 from tickwise.anomaly.features import FeatureSpec
 from tickwise.anomaly.market import market_context, uses_context
@@ -113,7 +113,7 @@ class MultiSymbolDetector:
         self.bank = BandBank(n, self.bands, capacity=64)
         self.thresholds = ThresholdBank(thresholds or ThresholdSettings(), capacity=64)
         self._prev = np.full((64, self.spec.state_width), np.nan)
-        self._windows = np.zeros((64, model.lookback, n))
+        self._windows = empty_windows(model, 64, n)
         self._train: deque[FloatArray] = deque(maxlen=self.schedule.max_train)
         self._since = 0
         self._fitted = not model.needs_fit
@@ -131,7 +131,7 @@ class MultiSymbolDetector:
             cap = max(need, 2 * self._prev.shape[0])
             prev = np.full((cap, self._prev.shape[1]), np.nan)
             prev[: self._prev.shape[0]] = self._prev
-            wins = np.zeros((cap, *self._windows.shape[1:]))
+            wins = empty_windows(self.model, cap, self._windows.shape[2])
             wins[: self._windows.shape[0]] = self._windows
             self._prev, self._windows = prev, wins
 
@@ -431,7 +431,8 @@ class MultiSymbolDetector:
             slots = self.seasonality.slots(np.asarray(ts, dtype=np.int64))  # type: ignore[union-attr]
             feats = self._season.adjust(rows, slots, raw)
         out = self.bank.stats(rows, feats)
-        windows = np.concatenate([self._windows[rows, 1:], out.z[:, None, :]], axis=1)
+        last = shown(self.spec.names, raw, feats) if reads_raw(self.model) else out.z
+        windows = np.concatenate([self._windows[rows, 1:], last[:, None, :]], axis=1)
         return _Prepared(rows, raw, feats, slots, state, out.ready, out.center, out.z, windows)
 
     def _context(self, p: _Prepared, ts: FloatArray | None) -> FloatArray | None:
@@ -442,7 +443,7 @@ class MultiSymbolDetector:
         step's ready bars for the steps after it (the newest `PEER_TIMES` bar times)."""
         if not (self.market and uses_context(self.model)):
             return None
-        z = p.windows[:, -1]
+        z = p.z
         if ts is None:
             return market_context(z, np.zeros(p.rows.size, dtype=np.int64), p.ready)
         ts = np.asarray(ts, dtype=np.int64)

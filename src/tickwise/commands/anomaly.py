@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
     def detect(
         data: Annotated[Path, typer.Option("--data", help="CSV of timestamp + value(s), or an OHLCV bar file")],
         out: Annotated[Path, typer.Option("--out", help="Where to write timestamp,score,threshold,is_anomaly,explanation")],
-        detector: Annotated[str, typer.Option("--detector", help="zscore | ewma | transient | divergence | classifier | iforest | autoencoder")] = "zscore",
+        detector: Annotated[str, typer.Option("--detector", help="zscore | ewma | transient | divergence | classifier | iforest | autoencoder | stale")] = "zscore",
         column: Annotated[str | None, typer.Option("--column", help="Score only this value column")] = None,
         symbol: Annotated[str | None, typer.Option("--symbol", help="Only this symbol of a multi-symbol bar file")] = None,
         window: Annotated[int, typer.Option("--window", help="Band window in rows", min=5)] = 60,
