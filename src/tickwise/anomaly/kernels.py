@@ -102,40 +102,54 @@ def stale_surprise(run, k_start, n_moving, k_cont, n_flat):  # type: ignore[no-u
 
 
 @njit(cache=True, nogil=True)
-def stale_kernel(flat, valid, level, out):  # type: ignore[no-untyped-def]
-    """Per window (row of ``flat``/``valid``, bars oldest first): the flat run it ends with, its
+def stale_kernel(windows, moves, level, out):  # type: ignore[no-untyped-def]
+    """Per window of raw feature rows (``windows``: m × bars × features, oldest bar first; a bar
+    is flat when every feature of ``moves`` is 0, missing when one is NaN): the flat run it ends with, its
     `stale_surprise`, and the counts of the bars before that run (k_start, n_moving, k_cont,
     n_flat), into ``out`` (m × 6); see `tickwise.anomaly.stale`. The history's runs are taken
     shortest first: a run whose length scores above ``level`` against the moving bars and the
     shorter runs is an anomaly, and so is every longer one; they are left out of the counts
     (an anomaly is not learned)."""
-    m, n = flat.shape
+    m, n = windows.shape[0], windows.shape[1]
     lengths = np.empty(n, dtype=np.int64)
     starts = np.empty(n)
     ends = np.empty(n)
-    for i in range(m):
+    flat = np.empty(n, dtype=np.bool_)
+    valid = np.empty(n, dtype=np.bool_)
+    for row in range(m):
+        for j in range(n):
+            ok = True
+            still = True
+            for c in moves:
+                v = windows[row, j, c]
+                if np.isnan(v):
+                    ok = False
+                elif v != 0.0:
+                    still = False
+            valid[j] = ok
+            flat[j] = ok and still
         run = 0
-        while run < n and valid[i, n - 1 - run] and flat[i, n - 1 - run]:
+        while run < n and valid[n - 1 - run] and flat[n - 1 - run]:
             run += 1
         end = n - run  # history: bars [0, end)
         n_moving = 0.0  # pairs from a moving bar to a moving one
         runs = 0
         j = 0
         while j < end:
-            if not valid[i, j]:
+            if not valid[j]:
                 j += 1
                 continue
-            if not flat[i, j]:
-                if j + 1 < end and valid[i, j + 1] and not flat[i, j + 1]:
+            if not flat[j]:
+                if j + 1 < end and valid[j + 1] and not flat[j + 1]:
                     n_moving += 1.0
                 j += 1
                 continue
             k = j
-            while k < end and valid[i, k] and flat[i, k]:
+            while k < end and valid[k] and flat[k]:
                 k += 1
             lengths[runs] = k - j
-            starts[runs] = 1.0 if j > 0 and valid[i, j - 1] else 0.0  # the moving bar before it
-            ends[runs] = 1.0 if k < end and valid[i, k] else 0.0  # the moving bar after it
+            starts[runs] = 1.0 if j > 0 and valid[j - 1] else 0.0  # the moving bar before it
+            ends[runs] = 1.0 if k < end and valid[k] else 0.0  # the moving bar after it
             runs += 1
             j = k
         k_start = 0.0
@@ -153,9 +167,9 @@ def stale_kernel(flat, valid, level, out):  # type: ignore[no-untyped-def]
                 k_cont += size - 1.0
                 n_flat += size - 1.0 + ends[r]
                 a += 1
-        out[i, 0] = run
-        out[i, 1] = stale_surprise(run, k_start, n_moving, k_cont, n_flat)
-        out[i, 2] = k_start
-        out[i, 3] = n_moving
-        out[i, 4] = k_cont
-        out[i, 5] = n_flat
+        out[row, 0] = run
+        out[row, 1] = stale_surprise(run, k_start, n_moving, k_cont, n_flat)
+        out[row, 2] = k_start
+        out[row, 3] = n_moving
+        out[row, 4] = k_cont
+        out[row, 5] = n_flat

@@ -109,12 +109,9 @@ class StaleModel:
     def _stats(self, windows: FloatArray) -> FloatArray:
         """Per window: the flat run it ends with, its score, and the counts of the bars before the
         run (`tickwise.anomaly.kernels.stale_kernel`), as columns of an (m, 6) array."""
-        w = np.asarray(windows, dtype=np.float64)
-        moves = w[:, :, self._moves]
-        valid = ~np.isnan(moves).any(axis=2)
-        flat = valid & (moves == 0.0).all(axis=2)
+        w = np.ascontiguousarray(windows, dtype=np.float64)
         out = np.empty((w.shape[0], 6))
-        stale_kernel(np.ascontiguousarray(flat), np.ascontiguousarray(valid), self.level, out)
+        stale_kernel(w, self._moves, self.level, out)
         return out
 
     def score_windows(self, windows: FloatArray) -> FloatArray:

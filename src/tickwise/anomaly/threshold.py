@@ -30,8 +30,9 @@ log-odds, a window it is that sure of is flagged however many such windows the s
 had, and from a series' first scored bar on: a new symbol does not wait ``min_scores`` bars for
 its first alert (on the held-out series the classifier flagged 1.2-2.3 real bars per 1000 at
 its ceiling in a new series' first 220 bars, against 0.9-2.1 at the adaptive threshold later).
-NaN scores (a detector still warming up) are skipped. `tail_thresholds` (one
-series) and `ThresholdBank` (many symbols) give the same numbers.
+NaN scores (a detector still warming up) are skipped. A floor equal to the ceiling pins the
+threshold (``stale``, whose score is a probability in decimal digits: nothing is fitted).
+`tail_thresholds` (one series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
             continue
         seen[count] = x
         count += 1
+        if settings.floor == settings.ceiling:  # pinned (`stale`): nothing to fit
+            continue
         if count >= settings.min_scores and (count == settings.min_scores or (count + phase) % settings.refresh == 0):
             th = min(max(float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0]),
                          settings.floor), settings.ceiling)
@@ -221,7 +224,9 @@ class ThresholdBank:
         count = count + 1
         self.count[r] = count
         due = (count >= st.min_scores) & ((count == st.min_scores) | ((count + self.phase[r]) % st.refresh == 0))
-        if np.any(due):
+        if np.any(due) and st.floor == st.ceiling:  # pinned (`stale`): nothing to fit
+            self.z[r[due]] = st.floor
+        elif np.any(due):
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]
                 # the ring holds scores in write order; quantiles ignore order
