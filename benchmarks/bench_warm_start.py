@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--bars", type=int, default=2100, help="stored bars per symbol (the default warm-up)")
-    parser.add_argument("--detectors", default="divergence,classifier,iforest",
+    parser.add_argument("--detectors", default="divergence,classifier,iforest,stale",
                         help="comma-separated; one row per detector, then all together")
     parser.add_argument("--quick", action="store_true", help="100 symbols")
     args = parser.parse_args()

@@ -152,7 +152,7 @@ def test_make_stage_warms_up_from_the_warehouse_unless_turned_off(goog_mixed, wa
         AnomalyStage(timeframes=("1d",), warmup_bars=-5)
 
 
-@pytest.mark.parametrize("name", ["iforest", "classifier", "divergence"])
+@pytest.mark.parametrize("name", ["iforest", "classifier", "divergence", "stale"])
 def test_warm_leaves_the_state_step_leaves(goog_mixed, name):
     """`MultiSymbolDetector.warm` (windows of many steps scored in one call) ends where `step`
     after `step` ends, through refits (the Isolation Forest refits every 200 windows here) and
@@ -164,8 +164,9 @@ def test_warm_leaves_the_state_step_leaves(goog_mixed, name):
 
     def detector() -> MultiSymbolDetector:
         model = make_model(name)
-        if name == "classifier":
-            model.classifier  # noqa: B018 - the fitted ensemble, waiting for its fit if need be
+        if name == "classifier":  # both fitted ensembles, waiting for their fits if need be: the
+            model.classifier  # noqa: B018 - three symbols of one bar time read the market context
+            model.market_classifier  # noqa: B018
         return MultiSymbolDetector(model, bands=make_bands(name), thresholds=threshold_settings(name),
                                    schedule=Schedule(min_train=400, refit_every=200, max_train=2000))
 
@@ -188,3 +189,5 @@ def test_warm_leaves_the_state_step_leaves(goog_mixed, name):
         np.testing.assert_array_equal(a.threshold, b.threshold)
         assert {i: e.text for i, e in a.explanations.items()} == {i: e.text for i, e in b.explanations.items()}
     assert np.isfinite(a.score).all() and np.isfinite(a.threshold).all()
+    for s in ("A", "B", "C"):  # the saved state too (stale: its windows of raw bars, nothing scored in warm)
+        assert stepped.export_state(s) == warmed.export_state(s)

@@ -251,6 +251,9 @@ class MultiSymbolDetector:
         # (rows, ready, windows of ready rows, their market context or None)
         queued: list[tuple[np.ndarray, np.ndarray, FloatArray, FloatArray | None]] = []
         n_queued = done = 0
+        # a pinned threshold learns nothing from scores (`stale`): with no model to fit, the
+        # state is the features' alone and the windows need not be scored
+        scoreless = self.thresholds.settings.pinned and not self.model.needs_fit
 
         def flush() -> None:
             nonlocal n_queued
@@ -273,9 +276,14 @@ class MultiSymbolDetector:
         for symbols, fields, ts in steps:
             p = self._prepare(symbols, fields, ts)
             context = self._context(p, ts)
+            done += p.rows.size
+            if scoreless:
+                self._learn(p)
+                if tick is not None:
+                    tick()
+                continue
             queued.append((p.rows, p.ready, p.windows[p.ready], None if context is None else context[p.ready]))
             n_queued += int(p.ready.sum())
-            done += p.rows.size
             # a refit changes the model: what was queued is scored by the one before it
             fit_due = self._learn(p)
             if fit_due or n_queued >= batch:

@@ -31,7 +31,7 @@ had, and from a series' first scored bar on: a new symbol does not wait ``min_sc
 its first alert (on the held-out series the classifier flagged 1.2-2.3 real bars per 1000 at
 its ceiling in a new series' first 220 bars, against 0.9-2.1 at the adaptive threshold later).
 NaN scores (a detector still warming up) are skipped. A floor equal to the ceiling pins the
-threshold (``stale``, whose score is a probability in decimal digits: nothing is fitted).
+threshold (``stale``, whose score is a probability in decimal digits: nothing is fitted or learned).
 `tail_thresholds` (one series) and `ThresholdBank` (many symbols) give the same numbers.
 """
 
@@ -79,6 +79,11 @@ class ThresholdSettings:
             raise ValueError(f"ceiling must be >= floor ({self.floor}), was {self.ceiling}")
         if not 0 <= self.xi_max <= 1:
             raise ValueError(f"xi_max must be in [0, 1], was {self.xi_max}")
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the floor is the ceiling: the threshold is that level, nothing is fitted or learned."""
+        return self.floor == self.ceiling
 
     @property
     def levels(self) -> tuple[float, ...]:
@@ -137,6 +142,8 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
     """
     scores = np.asarray(scores, dtype=np.float64)
     out = np.full(scores.shape[0], settings.ceiling)
+    if settings.pinned:
+        return out
     seen = np.empty(scores.shape[0])
     count = 0
     th = settings.ceiling
@@ -146,8 +153,6 @@ def tail_thresholds(scores: FloatArray, settings: ThresholdSettings, *, phase: i
             continue
         seen[count] = x
         count += 1
-        if settings.floor == settings.ceiling:  # pinned (`stale`): nothing to fit
-            continue
         if count >= settings.min_scores and (count == settings.min_scores or (count + phase) % settings.refresh == 0):
             th = min(max(float(tail_threshold(seen[max(0, count - settings.window):count][None], settings)[0]),
                          settings.floor), settings.ceiling)
@@ -215,6 +220,8 @@ class ThresholdBank:
         self._ensure(rows)
         st = self.settings
         before = self.z[rows].copy()
+        if st.pinned:  # nothing to learn
+            return before
         valid = ~np.isnan(scores) & (scores <= before)
         r = rows[valid]
         if r.size == 0:
@@ -224,9 +231,7 @@ class ThresholdBank:
         count = count + 1
         self.count[r] = count
         due = (count >= st.min_scores) & ((count == st.min_scores) | ((count + self.phase[r]) % st.refresh == 0))
-        if np.any(due) and st.floor == st.ceiling:  # pinned (`stale`): nothing to fit
-            self.z[r[due]] = st.floor
-        elif np.any(due):
+        if np.any(due):
             for n in np.unique(np.minimum(count[due], st.window)).tolist():
                 sel = r[due][np.minimum(count[due], st.window) == n]
                 # the ring holds scores in write order; quantiles ignore order
