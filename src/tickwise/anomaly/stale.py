@@ -29,10 +29,13 @@ clusters sees a few times ``q`` of its bars flagged (the tests measure it).
 The runs in the window are anomalies themselves when long enough: taken shortest first, a
 run that scores above ``level`` against the moving bars and the shorter runs is left out of
 the rates, with every longer one (as the thresholds do not learn what they flag), so a
-frozen feed an hour ago does not teach the series that freezes are normal. With no flat bar
-in its window, a run needs 5 bars to flag (``p_start`` about 1/240, ``E[p_cont ** 4]`` 1/5);
-a run longer than the window keeps flagging. Scored before learned: the window holds the
-bars before the current one and the current one, nothing after.
+frozen feed earlier in the window does not teach the series that freezes are normal. With a
+full window and no flat bar in it, a run needs 5 bars to flag (``p_start`` about 1/240,
+``E[p_cont ** 4]`` 1/5). A series' first bars make a short window, where a run must be
+longer (33 bars after 30 moving ones, 17 after 60, 10 after 100), and a run not flagged there
+is history for the rest of the window. A run longer than the window keeps flagging. Scored
+before learned: the window holds the bars before the current one and the current one, nothing
+after.
 """
 
 from __future__ import annotations
