@@ -23,7 +23,7 @@ import polars as pl
 
 from tickwise.config import Settings
 from tickwise.runtime import Runtime, faulty_simulator
-from tickwise.sources.faults import KINDS, FaultySimulator
+from tickwise.sources.faults import KINDS
 from tickwise.sources.simulator import NS
 from tickwise.timeframes import timeframe_ns
 
@@ -43,9 +43,9 @@ def main() -> None:
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     shutil.rmtree(args.data_dir, ignore_errors=True)
     settings = Settings(data_dir=args.data_dir)
-    base = faulty_simulator(settings, "sim", args.per_minute)
-    assert base is not None
-    faulty = FaultySimulator(base.sim, per_minute=args.per_minute, kinds=kinds, seed=settings.seed)
+    faulty = faulty_simulator(settings, "sim", args.per_minute, kinds)
+    if faulty is None:
+        parser.error("--per-minute must be > 0")
     runtime = Runtime(settings)
     summary = runtime.run("sim", duration_s=args.duration, status=False, faults=faulty)
     for line in summary.fault_lines():

@@ -13,7 +13,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -27,6 +27,7 @@ from tickwise.exceptions import BackendError, InputError
 from tickwise.pipeline.ingest import TickPublisher
 from tickwise.pipeline.stage_runner import DeadLetterSink, StageRunner
 from tickwise.pipeline.worker import GROUP, PipelineWorker
+from tickwise.sources.faults import KINDS as FAULT_KINDS
 from tickwise.sources.faults import FaultySimulator, match_faults
 from tickwise.sources.simulator import Simulator
 from tickwise.sources.socket_feed import FeedClient
@@ -106,9 +107,10 @@ def make_source(settings: Settings, source: str, stop: threading.Event, *, speed
     return replay(file_ticks(path, symbol=symbol, timeframe=timeframe, tz=settings.input_tz), stop, speed=speed)
 
 
-def faulty_simulator(settings: Settings, source: str, per_minute: float) -> FaultySimulator | None:
-    """The settings' simulator with ``per_minute`` labelled faults (None for 0); one line for a
-    source that is not the simulator or a rate out of range.
+def faulty_simulator(settings: Settings, source: str, per_minute: float,
+                     kinds: Sequence[str] = FAULT_KINDS) -> FaultySimulator | None:
+    """The settings' simulator with ``per_minute`` labelled faults of ``kinds`` (None for 0); one
+    line for a source that is not the simulator or a rate out of range.
 
     Examples
     --------
@@ -124,7 +126,7 @@ def faulty_simulator(settings: Settings, source: str, per_minute: float) -> Faul
         raise InputError(f"--faults injects faults into the simulator's ticks: it needs --source sim, was {source!r}")
     if not 0 < per_minute <= 600:
         raise InputError(f"--faults must be 0 (none) or up to 600 faults per minute, was {per_minute:g}")
-    return FaultySimulator(_simulator(settings), per_minute=per_minute, seed=settings.seed)
+    return FaultySimulator(_simulator(settings), per_minute=per_minute, kinds=kinds, seed=settings.seed)
 
 
 def _simulator(settings: Settings) -> Simulator:

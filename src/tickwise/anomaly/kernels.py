@@ -129,7 +129,7 @@ def stale_kernel(windows, moves, level, out):  # type: ignore[no-untyped-def]
             valid[j] = ok
             flat[j] = ok and still
         run = 0
-        while run < n and valid[n - 1 - run] and flat[n - 1 - run]:
+        while run < n and flat[n - 1 - run]:  # flat implies valid
             run += 1
         end = n - run  # history: bars [0, end)
         n_moving = 0.0  # pairs from a moving bar to a moving one
@@ -145,7 +145,7 @@ def stale_kernel(windows, moves, level, out):  # type: ignore[no-untyped-def]
                 j += 1
                 continue
             k = j
-            while k < end and valid[k] and flat[k]:
+            while k < end and flat[k]:
                 k += 1
             lengths[runs] = k - j
             starts[runs] = 1.0 if j > 0 and valid[j - 1] else 0.0  # the moving bar before it

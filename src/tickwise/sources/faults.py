@@ -143,7 +143,6 @@ class FaultySimulator:
         kind = self.kinds[int(self.rng.integers(len(self.kinds)))]
         if at <= self._busy_until[i]:
             return  # the symbol's previous fault is still on: none started
-        mine = np.flatnonzero((sym == i) & (ts >= at))
         symbol = str(self.sim.symbols[i])
         if kind == "frozen_feed":
             seconds = float(self.rng.uniform(5.0, 10.0))
@@ -155,6 +154,7 @@ class FaultySimulator:
             self._freeze(sym, ts, price)
             self.faults.append(Fault(symbol, kind, at, until, seconds))
             return
+        mine = np.flatnonzero((sym == i) & (ts >= at))
         if not mine.size:
             return  # no trade of the symbol left in this span: none started
         j = int(mine[0])
@@ -193,22 +193,21 @@ def match_faults(faults: Sequence[Fault], anomalies: pl.DataFrame, *, timeframe_
         ts = ts.dt.epoch("ns")
     bar = ts.to_numpy().astype(np.int64) // timeframe_ns
     symbols = anomalies["symbol"].to_numpy()
-    detectors = anomalies["detector"].to_list()
+    detectors = anomalies["detector"].to_numpy()
+    # the bars each fault touches and the one after, the same for every detector
+    spans = [{(f.symbol, b) for b in range(f.start_ns // timeframe_ns, f.end_ns // timeframe_ns + 2)} for f in faults]
+    matched = set().union(*spans)
+    lo = -np.inf if since_ns is None else since_ns // timeframe_ns
+    hi = np.inf if until_ns is None else until_ns // timeframe_ns
     rows = []
-    for name in sorted(set(detectors)):
-        mine = np.array([d == name for d in detectors])
+    for name in sorted(set(detectors.tolist())):
+        mine = detectors == name
         flagged = {(str(s), int(b)) for s, b in zip(symbols[mine], bar[mine], strict=True)}
-        matched: set[tuple[str, int]] = set()
         found: dict[str, list[int]] = {k: [0, 0] for k in KINDS if any(f.kind == k for f in faults)}
-        for f in faults:
-            spans = {(f.symbol, b) for b in range(f.start_ns // timeframe_ns, f.end_ns // timeframe_ns + 2)}
-            hit = spans & flagged
+        for f, span in zip(faults, spans, strict=True):
             found[f.kind][1] += 1
-            if hit:
+            if span & flagged:
                 found[f.kind][0] += 1
-            matched |= spans
-        lo = -np.inf if since_ns is None else since_ns // timeframe_ns
-        hi = np.inf if until_ns is None else until_ns // timeframe_ns
         other = sum(1 for key in flagged - matched if lo <= key[1] <= hi)
         rows.append({"detector": name, "faults": len(faults), "flagged": sum(v[0] for v in found.values()),
                      "other_bars_flagged": other, "by_kind": {k: f"{v[0]}/{v[1]}" for k, v in found.items()}})
